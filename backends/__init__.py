@@ -1,0 +1,1 @@
+"""Backend adapters: one module per framework, imported lazily."""

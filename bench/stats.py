@@ -1,0 +1,115 @@
+"""Statistics over per-round samples (seconds per step).
+
+The confidence interval of the median is distribution-free: it comes from order
+statistics and the binomial distribution, so it holds for the skewed, heavy-tailed
+timings that real machines produce.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+
+
+def quantile(sorted_xs: list[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default method) of sorted data."""
+    if not sorted_xs:
+        raise ValueError("quantile of no samples")
+    pos = (len(sorted_xs) - 1) * q
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    frac = pos - lo
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * frac
+
+
+def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
+    """0-based ranks (lo, hi) of the order statistics bounding the median's CI.
+
+    Exact binomial for n <= 1000, normal approximation above. With too few samples
+    for the requested confidence the full range [0, n-1] is returned (conservative).
+    """
+    if n <= 0:
+        raise ValueError("no samples")
+    alpha = 1.0 - confidence
+    if n > 1000:
+        z = NormalDist().inv_cdf(1 - alpha / 2)
+        half = z * math.sqrt(n) / 2
+        lo = max(0, math.floor(n / 2 - half) - 1)
+        hi = min(n - 1, math.ceil(n / 2 + half))
+        return lo, hi
+    # Largest k with P(Binom(n, 1/2) <= k - 1) <= alpha / 2; CI = [x_(k), x_(n-k+1)] (1-based).
+    cdf = 0.0
+    k = 0
+    total = 2.0**n
+    for i in range(n):
+        nxt = cdf + math.comb(n, i) / total
+        if nxt > alpha / 2:
+            break
+        cdf = nxt
+        k = i + 1
+    if k == 0:
+        return 0, n - 1
+    return k - 1, n - k
+
+
+@dataclass
+class TimeStats:
+    median: float
+    mean: float
+    min: float
+    max: float
+    stdev: float
+    q1: float
+    q3: float
+    iqr: float
+    ci95: tuple[float, float]
+    rounds: int
+    # half-width of the CI relative to the median: the stopping criterion's number
+    rel_ci: float = field(default=0.0)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ci95"] = list(self.ci95)
+        return d
+
+
+def summarize(samples: list[float], confidence: float = 0.95) -> TimeStats:
+    if not samples:
+        raise ValueError("cannot summarize zero samples")
+    xs = sorted(samples)
+    n = len(xs)
+    med = quantile(xs, 0.5)
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
+    q1, q3 = quantile(xs, 0.25), quantile(xs, 0.75)
+    lo_r, hi_r = median_ci_ranks(n, confidence)
+    lo, hi = xs[lo_r], xs[hi_r]
+    rel = max(med - lo, hi - med) / med if med > 0 else math.inf
+    return TimeStats(
+        median=med, mean=mean, min=xs[0], max=xs[-1], stdev=math.sqrt(var),
+        q1=q1, q3=q3, iqr=q3 - q1, ci95=(lo, hi), rounds=n, rel_ci=rel,
+    )
+
+
+def relative_median_ci(samples: list[float], confidence: float = 0.95) -> float:
+    """Half-width of the median's CI relative to the median (cheap: one sort)."""
+    xs = sorted(samples)
+    med = quantile(xs, 0.5)
+    lo_r, hi_r = median_ci_ranks(len(xs), confidence)
+    return max(med - xs[lo_r], xs[hi_r] - med) / med if med > 0 else math.inf
+
+
+def drift(samples: list[float]) -> float | None:
+    """Relative change of the median from the first third of rounds to the last third.
+
+    Machines drift, not only jitter: a tight CI inside one window can hide it.
+    """
+    n = len(samples)
+    if n < 6:
+        return None
+    third = n // 3
+    early = sorted(samples[:third])
+    late = sorted(samples[-third:])
+    e = quantile(early, 0.5)
+    return (quantile(late, 0.5) - e) / e if e > 0 else None
