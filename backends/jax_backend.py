@@ -89,11 +89,11 @@ class JaxContext:
         with self.jax.default_device(self.device):
             return self.jax.random.normal(self.key(name), tuple(shape), self.jnp.float32) * scale + mean
 
-    def rand(self, name: str, shape):
+    def rand(self, name: str, shape, low: float = 0.0, high: float = 1.0):
         if name in self.overrides:
             return self._put(self.overrides[name])
         with self.jax.default_device(self.device):
-            return self.jax.random.uniform(self.key(name), tuple(shape), self.jnp.float32)
+            return self.jax.random.uniform(self.key(name), tuple(shape), self.jnp.float32, low, high)
 
     def randint(self, name: str, shape, high: int):
         if name in self.overrides:

@@ -52,7 +52,8 @@ class TorchContext:
         if kind == "normal":
             return torch.randn(*shape, generator=g, device=self.device) * kw.get("scale", 1.0) + kw.get("mean", 0.0)
         if kind == "uniform":
-            return torch.rand(*shape, generator=g, device=self.device)
+            lo, hi = kw.get("low", 0.0), kw.get("high", 1.0)
+            return torch.rand(*shape, generator=g, device=self.device) * (hi - lo) + lo
         if kind == "int":
             return torch.randint(0, kw["high"], tuple(shape), generator=g, device=self.device)
         raise ValueError(kind)
@@ -61,8 +62,9 @@ class TorchContext:
         """fp32 normal samples on the device (parameters, targets)."""
         return self._draw(name, shape, "normal", scale=scale, mean=mean)
 
-    def rand(self, name: str, shape):
-        return self._draw(name, shape, "uniform")
+    def rand(self, name: str, shape, low: float = 0.0, high: float = 1.0):
+        """Uniform samples in [low, high) (an override is used as given)."""
+        return self._draw(name, shape, "uniform", low=low, high=high)
 
     def randint(self, name: str, shape, high: int):
         if name in self.overrides:

@@ -115,7 +115,7 @@ def torch_norm_step(ctx, name: str, p: Mapping[str, Any], mode: str):
             m.bias.copy_(ctx.randn("bias", (c,), scale=0.1))
         if getattr(m, "running_mean", None) is not None:
             m.running_mean.copy_(ctx.randn("running_mean", (c,), scale=0.1))
-            m.running_var.copy_(ctx.rand("running_var", (c,)) * 0.5 + 0.75)
+            m.running_var.copy_(ctx.rand("running_var", (c,), low=0.75, high=1.25))
     m = ctx.module(m)
     shape = input_shape(name, p)
     train = mode == "forward_backward"
@@ -198,12 +198,12 @@ def jax_norm_step(ctx, name: str, p: Mapping[str, Any], mode: str):
     c = feature_count(name, p)
     train = mode == "forward_backward"
     m = _flax_module(ctx, name, p, train)
-    m.scale.value = ctx.randn("weight", (c,), scale=0.1, mean=1.0)
+    m.scale[...] = ctx.randn("weight", (c,), scale=0.1, mean=1.0)
     if getattr(m, "bias", None) is not None:
-        m.bias.value = ctx.randn("bias", (c,), scale=0.1)
+        m.bias[...] = ctx.randn("bias", (c,), scale=0.1)
     if name.startswith("batchnorm"):
-        m.mean.value = ctx.randn("running_mean", (c,), scale=0.1)
-        m.var.value = ctx.rand("running_var", (c,)) * 0.5 + 0.75
+        m.mean[...] = ctx.randn("running_mean", (c,), scale=0.1)
+        m.var[...] = ctx.rand("running_var", (c,), low=0.75, high=1.25)
     graphdef, params, rest = nnx.split(m, nnx.Param, ...)
     params, rest = jax.device_put((params, rest), ctx.device)
     shape = input_shape(name, p)

@@ -1,0 +1,106 @@
+"""The measurement loop: known durations, the stopping rules, calibration."""
+
+import random
+import time
+
+import pytest
+
+from bench.timing import TimingConfig, iterations_per_round, measure
+
+
+class FakeDevice:
+    """A step of known duration on a simulated clock: deterministic timing tests."""
+
+    def __init__(self, step_s, noise=0.0, overhead_s=1e-6, first_call_s=0.5, seed=0):
+        self.now = 0.0
+        self.step_s = step_s
+        self.noise = noise
+        self.overhead_s = overhead_s
+        self.first_call_s = first_call_s
+        self.calls = 0
+        self.rng = random.Random(seed)
+
+    def clock(self):
+        return self.now
+
+    def run_block(self, n):
+        dt = self.overhead_s
+        for _ in range(n):
+            self.calls += 1
+            if self.calls == 1:
+                dt += self.first_call_s
+            else:
+                dt += self.step_s * (1 + self.rng.uniform(-self.noise, self.noise))
+        self.now += dt
+        return dt
+
+
+def test_known_duration_is_reported_and_first_call_kept_apart():
+    dev = FakeDevice(step_s=1e-3, noise=0.002)
+    r = measure(dev.run_block, TimingConfig(), clock=dev.clock)
+    assert r.stats.median == pytest.approx(1e-3, rel=0.005)
+    assert r.warmup.first_call_s == pytest.approx(0.5 + 1e-6)
+    assert r.stop_reason == "ci_target"
+    assert r.stats.rel_ci <= 0.01
+    assert r.stats.rounds >= TimingConfig().min_rounds
+    # the timer's overhead stays under 1% of a round
+    assert r.overhead_fraction < 0.01
+    assert r.warmup.settled
+
+
+def test_noisy_workload_stops_on_the_time_budget():
+    dev = FakeDevice(step_s=1e-3, noise=0.9)
+    cfg = TimingConfig(time_budget_s=0.5, target_rel_ci=0.001)
+    r = measure(dev.run_block, cfg, clock=dev.clock)
+    assert r.stop_reason == "time_budget"
+    assert r.window_s >= 0.5
+    assert r.stats.rel_ci > 0.001
+
+
+def test_never_stops_before_min_rounds_and_respects_max_rounds():
+    dev = FakeDevice(step_s=1e-2, noise=0.0)
+    r = measure(dev.run_block, TimingConfig(min_rounds=30), clock=dev.clock)
+    assert r.stats.rounds == 30  # zero noise: CI is met at the first allowed round
+    dev = FakeDevice(step_s=1e-3, noise=0.9)
+    r = measure(dev.run_block, TimingConfig(max_rounds=12, time_budget_s=1e9, target_rel_ci=1e-9), clock=dev.clock)
+    assert r.stop_reason == "max_rounds" and r.stats.rounds == 12
+
+
+def test_min_window_extends_the_timed_window():
+    dev = FakeDevice(step_s=1e-3, noise=0.0)
+    r = measure(dev.run_block, TimingConfig(min_window_s=2.0), clock=dev.clock)
+    assert r.window_s >= 2.0
+
+
+def test_calibration_keeps_overhead_under_one_percent():
+    cfg = TimingConfig(min_round_s=0.0)
+    n = iterations_per_round(step_s=1e-6, overhead_s=5e-6, cfg=cfg)
+    assert n * 1e-6 >= 100 * 5e-6
+    assert iterations_per_round(step_s=1.0, overhead_s=1e-6, cfg=cfg) == 1
+
+
+def test_window_start_hook_runs_once_before_timed_rounds():
+    dev = FakeDevice(step_s=1e-3)
+    seen = []
+    measure(dev.run_block, TimingConfig(), clock=dev.clock, on_window_start=lambda: seen.append(dev.calls))
+    assert len(seen) == 1 and seen[0] > 1  # after warm-up
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_real_calibrated_spin_median_is_its_duration():
+    # A spin ends when the clock passes its target, so its duration is defined by the
+    # clock itself; preemption only adds outliers, which the median ignores.
+    def run_block(n):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            spin(0.002)
+        return time.perf_counter() - t0
+
+    r = measure(run_block, TimingConfig(time_budget_s=0.5, warmup_max_s=0.2))
+    assert r.stats.median == pytest.approx(0.002, rel=0.05)
+    assert r.stop_reason in ("ci_target", "time_budget")
