@@ -103,6 +103,12 @@ class Backend(ABC):
     framework: str = ""
     timing_method: str = ""
 
+    @property
+    def fresh_worker_per_case(self) -> bool:
+        """True when the device's memory high-water mark cannot be reset: the runner
+        then gives every case a new worker, so each peak belongs to one case."""
+        return False
+
     def __init__(self, spec: BackendSpec):
         self.spec = spec
 

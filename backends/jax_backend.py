@@ -55,7 +55,8 @@ def device_peak_memory(device: Any) -> dict[str, Any]:
     return {"device_peak_bytes": int(stats["peak_bytes_in_use"]),
             "device_in_use_bytes": int(stats.get("bytes_in_use", 0)),
             "device_limit_bytes": stats.get("bytes_limit"),
-            # XLA cannot reset the high-water mark: it covers the worker's life so far.
+            # XLA cannot reset the high-water mark: it covers the worker's life so far,
+            # and the runner gives each case on a GPU/TPU a fresh worker.
             "device_method": "jax memory_stats peak_bytes_in_use (since worker start; not resettable)"}
 
 
@@ -131,6 +132,11 @@ class JaxBackend(Backend):
         super().__init__(spec)
         self.device = None
         self._devices_fn = devices_fn
+
+    @property
+    def fresh_worker_per_case(self) -> bool:
+        # XLA's peak_bytes_in_use cannot be reset; CPU reports no peak at all.
+        return self.spec.device in ("gpu", "tpu")
 
     @classmethod
     def default_specs(cls) -> list[BackendSpec]:

@@ -178,10 +178,12 @@ class Runner:
         return w, ""
 
     def _run_backend(self, spec: BackendSpec) -> None:
-        avail = make_backend(spec).availability()
+        probe = make_backend(spec)
+        avail = probe.availability()
         if not avail.ok:
             self._skip_all(spec, avail.reason)
             return
+        fresh = probe.fresh_worker_per_case
         worker: Worker | None = None
         try:
             for case in self.cases:
@@ -194,6 +196,10 @@ class Runner:
                         continue
                 self.display.case_started(case, spec)
                 rec, alive = self._run_case(worker, case)
+                if fresh and alive:
+                    rec.setdefault("memory", {})["fresh_worker"] = True
+                    worker.stop()
+                    alive = False
                 self._record(rec)
                 if not alive:
                     worker = None

@@ -33,7 +33,7 @@ class RunOptions:
     cpu_tdp_w: float | None = None
     accuracy: bool = True  # error_vs_fp32 for reduced precisions
     cold_cache: bool = False  # CUDA: flush L2 before each timed call
-    memory_limit_bytes: int | None = None  # address-space limit for the worker (tests)
+    memory_limit_bytes: int | None = None  # address space a worker may add after setup (tests)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def timing_config(self) -> TimingConfig:
@@ -173,9 +173,24 @@ def error_record(case: specmod.Case, backend_spec, exc: BaseException) -> dict[s
 
 
 # ------------------------------------------------------------------- worker process
+def _virtual_size() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _apply_limits(opts: RunOptions) -> None:
+    """Cap the worker's address space at its size after setup plus the allowed growth:
+    frameworks reserve gigabytes of virtual memory at import, so an absolute cap
+    would be meaningless."""
     if opts.memory_limit_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (opts.memory_limit_bytes, opts.memory_limit_bytes))
+        limit = _virtual_size() + opts.memory_limit_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def worker_main(conn, spec_text: str, opts_dict: dict) -> None:

@@ -181,3 +181,10 @@ def test_fp32_mode_turns_tf32_and_reduced_reductions_off():
     b.setup()
     b.activate()
     assert torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction is False
+
+
+def test_only_jax_accelerators_need_a_fresh_worker_per_case():
+    assert make_backend("jax:tpu:bf16").fresh_worker_per_case
+    assert make_backend("jax:gpu:fp32").fresh_worker_per_case
+    assert not make_backend("jax:cpu:fp32").fresh_worker_per_case
+    assert not make_backend("torch:cuda:fp32").fresh_worker_per_case

@@ -1,0 +1,76 @@
+"""Fault injection: hangs, exceptions, NaN loss, aborts, memory exhaustion and kills
+are each recorded with the right status, and every good case keeps its numbers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backends.base import BackendSpec
+from bench import spec as specmod
+from bench.results import RunWriter, read_run
+from bench.runner import Runner
+from bench.worker import RunOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = {"good_a": "ok", "hang": "timeout", "raises": "error", "good_b": "ok", "nan_loss": "diverged",
+            "aborts": "crashed", "hog": "oom", "killed": "oom", "good_c": "ok"}
+
+
+@pytest.fixture
+def fault_suite(monkeypatch):
+    monkeypatch.setenv("XPUBENCH_SUITE_MODULES", "tests.fault_suite")
+    monkeypatch.setattr(specmod, "_LOADED", False)
+    specmod.load_all()
+    return specmod.select(["faults"], None, "smoke")
+
+
+def test_every_fault_gets_its_status_and_the_run_goes_on(fault_suite, tmp_path):
+    cases = sorted(fault_suite, key=lambda c: list(EXPECTED).index(c.name))
+    writer = RunWriter(tmp_path / "run.json", {"id": "f"}, {"machine_id": "m"})
+    # the worker may grow by 1 GiB after setup; the hog asks for 8 GiB
+    opts = RunOptions(size="smoke", time_budget_s=0.05, case_timeout_s=8, telemetry=False,
+                      memory_limit_bytes=1 << 30)
+    outcome = Runner([BackendSpec.parse("torch:cpu:fp32")], cases, writer, opts).run()
+    writer.finish()
+    got = {r["name"]: r for r in read_run(tmp_path / "run.json")["measurements"]}
+    assert {k: v["status"] for k, v in got.items()} == EXPECTED
+    assert got["raises"]["reason"] == "ValueError: the layer exploded"
+    assert "Traceback" in got["raises"]["traceback"]
+    assert "SIGABRT" in got["aborts"]["reason"]
+    assert "SIGKILL" in got["killed"]["reason"]
+    assert "MemoryError" in got["hog"]["reason"]
+    assert "8 s" in got["hang"]["reason"]
+    for name in ("good_a", "good_b", "good_c"):
+        assert got[name]["time_s"]["median"] > 0
+    assert not outcome.all_good
+    assert outcome.counts() == {"ok": 3, "timeout": 1, "error": 1, "diverged": 1, "crashed": 1, "oom": 2}
+
+
+def test_sigterm_ends_the_run_cleanly(tmp_path):
+    env = dict(os.environ, XPUBENCH_SUITE_MODULES="tests.fault_suite")
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--size", "smoke", "-s", "faults",
+                             "-k", "good_a", "-k", "hang", "-k", "good_b", "-b", "torch:cpu:fp32",
+                             "--no-telemetry", "--out", str(tmp_path), "--machine-id", "m"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until good_a is recorded and the hang has started
+        files = list(tmp_path.rglob("*.json"))
+        try:
+            if files and read_run(files[0])["measurements"]:
+                break
+        except Exception:
+            pass
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    doc = read_run(next(tmp_path.rglob("*.json")))
+    assert doc["run"]["interrupted"] is True
+    assert [m["name"] for m in doc["measurements"]] == ["good_a"]
+    assert "Traceback" not in err
