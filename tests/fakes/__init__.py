@@ -1,0 +1,1 @@
+"""Test doubles for hardware interfaces (NVML, powercap sysfs)."""
