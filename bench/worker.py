@@ -138,7 +138,6 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
     )
     memory = {"host_peak_bytes": None, "host_method": "not measured"}
     memory.update(backend.peak_memory())
-    memory["method"] = memory.get("device_method")
     warnings: list[str] = []
     if tele:
         memory.update(tele.get("host_memory") or {})
@@ -149,6 +148,8 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
     else:
         rec["energy"] = {"joules_per_step": None, "avg_power_w": None, "method": "unavailable",
                          "reason": "telemetry off (--no-telemetry)"}
+    # one line naming both sources, as the results contract asks for memory.method
+    memory["method"] = f"device: {memory.get('device_method')}; host: {memory.get('host_method')}"
     rec["memory"] = memory
     if result.drift is not None and abs(result.drift) > max(0.05, 3 * cfg.target_rel_ci):
         warnings.append(f"drift: median moved {result.drift:+.1%} from first to last third of rounds")

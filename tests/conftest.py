@@ -1,0 +1,18 @@
+"""Shared pytest set-up: `gpu`-marked tests need a CUDA device and skip elsewhere."""
+
+import pytest
+
+
+def _cuda_visible() -> bool:
+    from backends import availability as av
+
+    return bool(av.torch_cuda_build()) and av.nvidia_gpu_count() > 0
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cuda_visible():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run scripts/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
