@@ -1,0 +1,33 @@
+"""Static HTML reports: plotly comparison, machine and history pages from results files.
+
+Public entry point: :func:`build_site`. Importing this package is cheap; the
+page code loads when a site is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["build_site"]
+
+
+def build_site(inputs: list[str | Path], out_dir: Path, *, baseline: str | None = None,
+               title: str | None = None, threshold: float = 0.05,
+               suite_thresholds: dict[str, float] | None = None) -> Path:
+    """Read results files, folders and pytest-benchmark JSON; write the site; return index.html.
+
+    ``baseline``: backend spec the speedup heatmaps divide by (default: the fp32
+    CPU backend of each machine). ``threshold``: the change the history page's
+    regression marks require (as ``xpubench compare --threshold``). Files found
+    inside folders that cannot be read are left out and listed on the index page;
+    a file named directly must be readable (``bench.errors.UserError`` otherwise).
+    """
+    from bench.errors import UserError
+    from bench.report.load import load_runs
+    from bench.report.pages import write_site
+
+    result = load_runs(inputs, strict=False)
+    if not result.runs:
+        raise UserError(f"no results files found in {', '.join(str(i) for i in inputs) or 'no inputs'}")
+    return write_site(result, Path(out_dir), baseline=baseline, title=title, threshold=threshold,
+                      suite_thresholds=suite_thresholds)

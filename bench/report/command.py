@@ -1,0 +1,55 @@
+"""`xpubench report RESULTS... -o DIR`: the CLI side of the static site."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "results/report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.compare import parse_threshold
+
+    parser.add_argument("inputs", nargs="+", metavar="RESULTS",
+                        help="results files or folders (searched recursively), pytest-benchmark JSON files")
+    parser.add_argument("-o", "--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"folder for the site (default {DEFAULT_OUT}); open DIR/index.html")
+    parser.add_argument("--baseline", metavar="SPEC", default=None,
+                        help="backend the speedup heatmaps divide by, e.g. torch:cpu:fp32 "
+                             "(default: each machine's fp32 CPU backend)")
+    parser.add_argument("--title", default=None, help="title shown on every page")
+    parser.add_argument("--threshold", type=parse_threshold, default=0.05, metavar="PCT",
+                        help="change the history page marks, as in `xpubench compare` (default 5%%)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the site; print the path of index.html. Exit 2 on bad input."""
+    from bench.errors import UserError
+    from bench.report.load import load_runs
+    from bench.report.pages import write_site
+
+    try:
+        result = load_runs(args.inputs, strict=False)
+        if not result.runs:
+            raise UserError(f"no results files found in {', '.join(args.inputs)}")
+    except UserError as e:
+        print(f"xpubench report: {e}", file=sys.stderr)
+        return 2
+    for problem in result.problems:
+        print(f"xpubench report: warning: left out {problem}", file=sys.stderr)
+    baseline = getattr(args, "baseline", None)
+    if baseline and not any(m.get("backend") == baseline for r in result.runs for m in r.measurements):
+        backends = sorted({str(m.get("backend")) for r in result.runs for m in r.measurements})
+        print(f"xpubench report: --baseline {baseline}: no such backend in the inputs; "
+              f"present: {', '.join(backends)}", file=sys.stderr)
+        return 2
+    try:
+        index = write_site(result, Path(args.out), baseline=baseline, title=getattr(args, "title", None),
+                           threshold=getattr(args, "threshold", 0.05))
+    except OSError as e:
+        print(f"xpubench report: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0

@@ -1,0 +1,533 @@
+"""The static site: index, one comparison page per suite, machines, history.
+
+Pages are assembled from small HTML helpers; every value from a results file
+goes through :func:`records.esc` (text) or :func:`records.attr` (attributes),
+and figure data is embedded as JSON with ``<``, ``>`` and ``&`` written as
+``\\u003c`` etc., so no results file can inject markup or script.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from bench import compare
+from bench.report import assets, figures as F
+from bench.report import records as R
+from bench.report.load import LoadedRun, LoadResult
+from bench.report.records import attr, esc
+
+GENERATOR = "xpubench report"
+INDEX = "index.html"
+MACHINES = "machines.html"
+HISTORY = "history.html"
+
+Key = tuple[str, str, str, str]  # suite, case, mode, backend (within one machine)
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class Model:
+    """What the pages are made from."""
+
+    runs: list[LoadedRun]
+    problems: list[str]
+    baseline: str | None
+    title: str
+    threshold: float
+    suite_thresholds: dict[str, float]
+    latest: dict[str, dict[Key, F.Entry]] = field(default_factory=dict)  # machine -> key -> entry
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest machine block
+    suites: list[str] = field(default_factory=list)
+    suite_pages: dict[str, str] = field(default_factory=dict)  # suite -> file name
+
+    def __post_init__(self) -> None:
+        for run in self.runs:  # oldest first: newer measurements overwrite older ones
+            self.machines[run.machine_id] = run.machine
+            slot = self.latest.setdefault(run.machine_id, {})
+            for m in run.measurements:
+                slot[_key(m)] = F.Entry(m, run.machine_id, run_label(run))
+        self.suites = sorted({str(m.get("suite", "")) for r in self.runs for m in r.measurements})
+        used: set[str] = set()
+        for s in self.suites:
+            base = "suite-" + (re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")[:40] or "unnamed")
+            name, k = base, 2
+            while name in used:
+                name, k = f"{base}-{k}", k + 1
+            used.add(name)
+            self.suite_pages[s] = name + ".html"
+
+    def latest_entries(self, machine: str, suite: str | None = None) -> list[F.Entry]:
+        es = self.latest.get(machine, {}).values()
+        return [e for e in es if suite is None or e.m.get("suite") == suite]
+
+    @property
+    def machine_ids(self) -> list[str]:
+        return sorted(self.machines)
+
+
+def _key(m: Mapping[str, Any]) -> Key:
+    return (str(m.get("suite", "")), str(m.get("case", "")), str(m.get("mode", "")), str(m.get("backend", "")))
+
+
+def run_date(run: LoadedRun) -> str:
+    return run.time.strftime("%Y-%m-%d %H:%M") if run.time else (run.started_at or "unknown date")
+
+
+def run_label(run: LoadedRun) -> str:
+    parts = [run_date(run)]
+    if run.commit:
+        parts.append(f"commit {run.short_commit}")
+    parts.append(f"run {run.run_id}")
+    return " · ".join(parts)
+
+
+# --------------------------------------------------------------------------- HTML helpers
+def script_json(value: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: no ``</script>``, no entities."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def status_cell(st: str) -> str:
+    cls = re.sub(r"[^a-z]", "", st.lower()) or "unknown"
+    return f'<td class="status status-{cls}">{esc(st)}</td>'
+
+
+def table(headers: Sequence[str], rows: Iterable[tuple[str, str]], *, empty: str = "none") -> str:
+    """``rows``: (search text, inner HTML of the <tr>) pairs; cells already escaped."""
+    body = "".join(f'<tr data-filter="{attr(s)}">{cells}</tr>' for s, cells in rows)
+    if not body:
+        return f'<p class="empty">{esc(empty)}</p>'
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def td(value: Any, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f"<td{c}>{esc('' if value is None else value)}</td>"
+
+
+class Page:
+    """One HTML page: body parts and the figures drawn on it."""
+
+    def __init__(self, model: Model, file_name: str, title: str):
+        self.model = model
+        self.file_name = file_name
+        self.title = title
+        self.parts: list[str] = []
+        self.figs: list[dict[str, Any]] = []
+
+    def add(self, html_text: str) -> None:
+        self.parts.append(html_text)
+
+    def figure(self, fig: F.Fig | None, *, wide: bool = False) -> str:
+        if fig is None:
+            return ""
+        fid = f"fig-{len(self.figs) + 1}"
+        self.figs.append({"id": fid, "data": fig.spec["data"], "layout": fig.spec["layout"]})
+        title = html.unescape(re.sub(r"<[^>]+>", "", str(fig.spec["layout"].get("title", {}).get("text", ""))))
+        cls = "card wide" if wide else "card"
+        cap = f"<figcaption>{esc(fig.caption)}</figcaption>" if fig.caption else ""
+        return (f'<figure class="{cls}" data-filter="{attr(fig.search)}" data-kind="{attr(fig.kind)}">'
+                f'<div class="plot" id="{fid}" role="img" aria-label="{attr(title)}"></div>{cap}</figure>')
+
+    def render(self) -> str:
+        model = self.model
+        nav = [(INDEX, "Overview")] + [(model.suite_pages[s], s) for s in model.suites] + [
+            (MACHINES, "Machines"), (HISTORY, "History")]
+        links = "".join(
+            f'<a href="{attr(href)}"{" class=active" if href == self.file_name else ""}>{esc(label)}</a>'
+            for href, label in nav)
+        scripts = ""
+        if self.figs:
+            scripts = (f'<script type="application/json" id="xpubench-figures">{script_json(self.figs)}</script>'
+                       f'<script src="{assets.PLOTLY_JS}"></script>')
+        scripts += f'<script src="{assets.REPORT_JS}"></script>'
+        return (
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="generator" content="{GENERATOR}">'
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'self'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:\">"
+            f"<title>{esc(self.title)} — {esc(model.title)}</title>"
+            f'<link rel="stylesheet" href="{assets.REPORT_CSS}"></head><body>'
+            f'<header class="top"><span class="brand">{esc(model.title)}</span><nav>{links}</nav>'
+            '<input id="filter" type="search" placeholder="Filter: case, backend, machine, status…" '
+            'aria-label="filter"></header>'
+            f"<main><h1>{esc(self.title)}</h1>{''.join(self.parts)}</main>{scripts}</body></html>\n"
+        )
+
+    def write(self, out_dir: Path) -> Path:
+        path = out_dir / self.file_name
+        path.write_text(self.render(), encoding="utf-8")
+        return path
+
+
+# --------------------------------------------------------------------------- fingerprints
+def _text_of(v: Any) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k} {_text_of(x)}" for k, x in v.items() if x not in (None, "", [], {}))
+    return "" if v is None else str(v)
+
+
+def cpu_summary(machine: Mapping[str, Any]) -> str:
+    cpu = machine.get("cpu")
+    if not isinstance(cpu, dict):
+        return _text_of(cpu) or "unknown CPU"
+    name = cpu.get("model") or cpu.get("brand") or cpu.get("name") or cpu.get("brand_raw") or "unknown CPU"
+    cores = []
+    if cpu.get("physical_cores"):
+        cores.append(f"{cpu['physical_cores']} cores")
+    if cpu.get("logical_cores"):
+        cores.append(f"{cpu['logical_cores']} threads")
+    if cpu.get("affinity_cores") and cpu.get("affinity_cores") != cpu.get("logical_cores"):
+        cores.append(f"{cpu['affinity_cores']} usable")
+    return f"{name} ({', '.join(cores)})" if cores else str(name)
+
+
+def accelerator_summary(machine: Mapping[str, Any]) -> str:
+    accs = machine.get("accelerators")
+    if not isinstance(accs, list) or not accs:
+        return "none"
+    names = []
+    for a in accs:
+        if isinstance(a, dict):
+            n = str(a.get("name") or a.get("model") or a.get("kind") or "accelerator")
+            mem = R.num(a.get("memory_bytes"))
+            names.append(n + (f" ({R.fmt_bytes(mem)})" if mem else ""))
+        else:
+            names.append(str(a))
+    return ", ".join(f"{k} × {n}" if k > 1 else n for n, k in Counter(names).items())
+
+
+def software_summary(machine: Mapping[str, Any]) -> str:
+    sw = machine.get("software")
+    if not isinstance(sw, dict):
+        return _text_of(sw)
+    parts = []
+    for k, v in sw.items():
+        if isinstance(v, dict):
+            v = v.get("version") or next((x for x in v.values() if isinstance(x, str)), None)
+        if v not in (None, ""):
+            parts.append(f"{k} {v}")
+    return " · ".join(parts)
+
+
+def os_summary(machine: Mapping[str, Any]) -> str:
+    o = machine.get("os")
+    if isinstance(o, dict):
+        return " ".join(str(o[k]) for k in ("system", "release", "machine") if o.get(k))
+    return "" if o is None else str(o)
+
+
+def _strip_bulky(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _strip_bulky(x) for k, x in v.items() if k not in ("flags",)}
+    if isinstance(v, list):
+        return [_strip_bulky(x) for x in v]
+    return v
+
+
+def machines_table(model: Model, *, details: bool) -> str:
+    runs_by_machine = Counter(r.machine_id for r in model.runs)
+    rows = []
+    for mid in model.machine_ids:
+        m = model.machines[mid]
+        mem = R.num(m.get("memory_bytes"))
+        cells = (td(mid) + td(m.get("hostname")) + td(cpu_summary(m)) + td(accelerator_summary(m))
+                 + td(R.fmt_bytes(mem) if mem else "n/a", "num") + td(os_summary(m)) + td(software_summary(m))
+                 + td(runs_by_machine[mid], "num"))
+        rows.append((f"{mid} {m.get('hostname', '')}", cells))
+    out = table(["machine", "hostname", "CPU", "accelerators", "memory", "OS", "software", "runs"], rows)
+    if details:
+        for mid in model.machine_ids:
+            dump = json.dumps(_strip_bulky(model.machines[mid]), indent=1, sort_keys=True, default=str)
+            out += (f'<details data-filter="{attr(mid)}"><summary>Full fingerprint of {esc(mid)}</summary>'
+                    f"<pre>{esc(dump)}</pre></details>")
+    return out
+
+
+# --------------------------------------------------------------------------- status tables
+STATUS_HEADERS = ["machine", "suite", "case", "mode", "backend", "status", "reason", "run"]
+
+
+def _status_row(e: F.Entry) -> tuple[str, str]:
+    m = e.m
+    st = R.status(m)
+    reason = m.get("reason") or ""
+    cells = (td(e.machine_id) + td(m.get("suite")) + td(R.case_name(m)) + td(m.get("mode")) + td(m.get("backend"))
+             + status_cell(st) + td(reason, "reason") + td(e.run_label))
+    return (f"{e.machine_id} {m.get('suite')} {R.case_name(m)} {m.get('backend')} {st} {reason}", cells)
+
+
+def status_table(entries: Iterable[F.Entry], what: str) -> str:
+    bad = sorted((e for e in entries if not R.is_ok(e.m)),
+                 key=lambda e: (e.machine_id, str(e.m.get("suite")), R.case_label(e.m), str(e.m.get("backend"))))
+    counts = Counter(R.status(e.m) for e in bad)
+    pills = " ".join(f'<span class="pill {"warn" if s == "skipped" else "bad"}">{esc(s)}: {n}</span>'
+                     for s, n in sorted(counts.items()))
+    return (f"<h2>Not measured: failed, skipped, diverged ({len(bad)})</h2>"
+            f'<p class="muted">{esc(what)} {pills}</p>'
+            + table(STATUS_HEADERS, (_status_row(e) for e in bad), empty="Every case ran ok."))
+
+
+# --------------------------------------------------------------------------- baseline
+def choose_baseline(entries: Sequence[F.Entry], requested: str | None) -> str | None:
+    """The requested backend, else the fp32 CPU backend with most ok cases (torch first on ties)."""
+    ok = Counter(e.m.get("backend", "") for e in entries if R.is_ok(e.m) and R.throughput(e.m))
+    if requested:
+        return requested if ok.get(requested) else None
+    cands = [b for b in ok if R.backend_parts(b)[1] == "cpu" and R.backend_parts(b)[2] == "fp32"]
+    if not cands:
+        return None
+    return sorted(cands, key=lambda b: (-ok[b], R.backend_parts(b)[0] != "torch", b))[0]
+
+
+# --------------------------------------------------------------------------- pages
+def _units(entries: Iterable[F.Entry]) -> list[str]:
+    return sorted({R.unit(e.m) for e in entries if R.is_ok(e.m)})
+
+
+def suite_figures(entries: Sequence[F.Entry], baseline: str | None) -> list[tuple[F.Fig, bool]]:
+    """The comparison figures of one suite on one machine, in page order: (figure, wide)."""
+    figs: list[tuple[F.Fig | None, bool]] = []
+    for u in _units(entries):
+        figs.append((F.throughput_bars(entries, u, baseline=baseline), True))
+    if baseline:
+        figs.append((F.speedup_heatmap(entries, baseline), True))
+    figs.append((F.precision_scatter(entries), False))
+    figs.append((F.memory_bars(entries, baseline=baseline), False))
+    for u in _units(entries):
+        figs.append((F.energy_bars(entries, u, baseline=baseline), False))
+    return [(f, w) for f, w in figs if f is not None]
+
+
+def suite_page(model: Model, suite: str) -> Page:
+    page = Page(model, model.suite_pages[suite], f"Suite: {suite}")
+    page.add('<p class="lead">Latest run of each machine: throughput by backend, speedup against a '
+             "baseline backend, reduced-precision trade-offs, peak memory and energy. Hover a bar for "
+             "the full record.</p>")
+    all_entries: list[F.Entry] = []
+    for mid in model.machine_ids:
+        entries = sorted(model.latest_entries(mid, suite), key=lambda e: (R.case_label(e.m), e.m.get("backend", "")))
+        if not entries:
+            continue
+        all_entries += entries
+        baseline = choose_baseline(entries, model.baseline)
+        runs = sorted({e.run_label for e in entries})
+        n_ok = sum(R.is_ok(e.m) for e in entries)
+        parts = [f'<section data-filter="{attr(mid)}"><h2>Machine {esc(mid)}</h2>',
+                 f'<p class="muted">{n_ok} of {len(entries)} measurements ok · from '
+                 f'{esc("; ".join(runs[-3:]))}{" …" if len(runs) > 3 else ""}</p>']
+        if baseline is None:
+            wanted = model.baseline or "an fp32 CPU backend"
+            parts.append(f'<p class="note">No speedup heatmap: {esc(wanted)} has no ok measurement '
+                         "on this machine (choose one with --baseline).</p>")
+        else:
+            parts.append(f'<p class="muted">Baseline for speedups: {esc(baseline)}</p>')
+        cards = [page.figure(f, wide=w) for f, w in suite_figures(entries, baseline)]
+        parts.append('<div class="grid">' + "".join(cards) + "</div>" if cards
+                     else '<p class="empty">No ok measurements to plot.</p>')
+        parts.append("</section>")
+        page.add("".join(parts))
+    page.add(status_table(all_entries, "Latest run of each machine, this suite."))
+    return page
+
+
+def machines_page(model: Model) -> Page:
+    page = Page(model, MACHINES, "Machines")
+    page.add('<p class="lead">The same cases across machines (latest run of each), throughput side by side.</p>')
+    page.add("<h2>Fingerprints</h2>" + machines_table(model, details=True))
+    everything = [e for mid in model.machine_ids for e in model.latest_entries(mid)]
+    for suite in model.suites:
+        entries = [e for e in everything if e.m.get("suite") == suite]
+        cards = [page.figure(F.machines_bars(entries, u, suite), wide=True) for u in _units(entries)]
+        cards = [c for c in cards if c]
+        if cards:
+            page.add(f'<section data-filter="{attr(suite)}"><h2>{esc(suite)}</h2><div class="grid">'
+                     + "".join(cards) + "</div></section>")
+    page.add(status_table(everything, "Latest run of each machine, all suites."))
+    return page
+
+
+def history_series(model: Model) -> dict[tuple[str, str, str], list[F.Series]]:
+    """(suite, case, mode) -> one series per (machine, backend), flagged like `compare` would."""
+    grouped: dict[tuple[str, str, str], dict[tuple[str, str], F.Series]] = defaultdict(dict)
+    for run in model.runs:  # oldest first
+        if run.time is None:
+            continue
+        t_ms = int(run.time.timestamp() * 1000)
+        label = run_label(run)
+        for m in run.measurements:
+            suite, case, mode, backend = _key(m)
+            series = grouped[(suite, case, mode)].setdefault(
+                (run.machine_id, backend), F.Series(f"{run.machine_id} · {backend}"))
+            series.points.append(F.HistoryPoint(t_ms, F.Entry(m, run.machine_id, label), run.short_commit))
+    for (suite, _, _), by_series in grouped.items():
+        threshold = model.suite_thresholds.get(suite, model.threshold)
+        for series in by_series.values():
+            prev = None
+            for p in series.points:
+                if prev is not None and R.is_ok(prev.entry.m) and R.is_ok(p.entry.m):
+                    d = compare.judge(prev.entry.m, p.entry.m, threshold=threshold)
+                    if d.verdict in (compare.REGRESSION, compare.IMPROVEMENT):
+                        p.flag, p.change = d.verdict, (d.ratio - 1.0 if d.ratio else None)
+                if R.is_ok(p.entry.m):
+                    prev = p
+    return {k: sorted(v.values(), key=lambda s: s.label) for k, v in grouped.items()}
+
+
+def history_page(model: Model) -> Page:
+    page = Page(model, HISTORY, "History")
+    dated = sum(1 for r in model.runs if r.time)
+    page.add(f'<p class="lead">Median time per step of every case over {dated} runs, per machine and backend, '
+             "with its 95% confidence band. Triangles mark points that <code>xpubench compare</code> flags "
+             f"against the previous run of the same machine (significant and beyond the "
+             f"{model.threshold:.0%} threshold).</p>")
+    if dated < len(model.runs):
+        page.add(f'<p class="note">{len(model.runs) - dated} run(s) have no start time and are not plotted.</p>')
+    series = history_series(model)
+    flagged = 0
+    for suite in model.suites:
+        cards = []
+        for (s, case, mode), ss in sorted(series.items()):
+            if s != suite:
+                continue
+            name = R.case_name({"suite": s, "case": case})
+            fig = F.history_lines(f"{esc(name)} · {esc(mode)}", ss)
+            if fig is None:
+                continue
+            flagged += sum(1 for x in ss for p in x.points if p.flag == compare.REGRESSION)
+            fig.search = f"{suite} {name} {mode} " + " ".join(x.label for x in ss)
+            cards.append(page.figure(fig, wide=True))
+        if cards:
+            page.add(f'<section data-filter="{attr(suite)}"><h2>{esc(suite)}</h2><div class="grid">'
+                     + "".join(cards) + "</div></section>")
+    page.parts.insert(1, f'<p class="muted">{flagged} flagged regression point(s).</p>')
+    # failures over all runs, grouped so hundreds of nights stay readable
+    groups: dict[tuple, list[LoadedRun]] = defaultdict(list)
+    for run in model.runs:
+        for m in run.measurements:
+            if not R.is_ok(m):
+                groups[(run.machine_id, *_key(m), R.status(m), str(m.get("reason") or ""))].append(run)
+    rows = []
+    for (mid, suite, case, mode, backend, st, reason), runs in sorted(groups.items()):
+        cells = (td(mid) + td(suite) + td(R.case_name({"suite": suite, "case": case})) + td(mode) + td(backend)
+                 + status_cell(st) + td(reason, "reason") + td(len(runs), "num")
+                 + td(run_date(runs[0])) + td(run_date(runs[-1])))
+        rows.append((f"{mid} {suite} {case} {backend} {st} {reason}", cells))
+    page.add(f"<h2>Not measured in any run ({sum(len(v) for v in groups.values())})</h2>"
+             + table(["machine", "suite", "case", "mode", "backend", "status", "reason", "runs", "first", "last"],
+                     rows, empty="Every case ran ok in every run."))
+    return page
+
+
+def index_page(model: Model) -> Page:
+    page = Page(model, INDEX, "Overview")
+    all_ms = [m for r in model.runs for m in r.measurements]
+    counts = Counter(R.status(m) for m in all_ms)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page.add(f'<p class="lead">{len(model.runs)} runs · {len(model.machines)} machines · '
+             f"{len(model.suites)} suites · {len({m.get('backend') for m in all_ms})} backends · "
+             f"{len(all_ms)} measurements ({counts.get('ok', 0)} ok, "
+             f"{sum(v for k, v in counts.items() if k not in ('ok', 'skipped'))} failed, "
+             f"{counts.get('skipped', 0)} skipped) · generated {now}</p>")
+    if model.problems:
+        items = "".join(f"<li>{esc(p)}</li>" for p in model.problems)
+        page.add(f'<div class="note"><b>{len(model.problems)} input file(s) left out:</b><ul>{items}</ul></div>')
+    # pages
+    latest_all = [e for mid in model.machine_ids for e in model.latest_entries(mid)]
+    links = []
+    for s in model.suites:
+        es = [e for e in latest_all if e.m.get("suite") == s]
+        cases = len({(R.case_name(e.m), e.m.get("mode")) for e in es})
+        bad = sum(not R.is_ok(e.m) for e in es)
+        links.append(f'<li data-filter="{attr(s)}"><a href="{attr(model.suite_pages[s])}">{esc(s)}</a> '
+                     f'<span class="muted">{cases} cases, {len({e.m.get("backend") for e in es})} backends'
+                     f'{f", {bad} not ok" if bad else ""}</span></li>')
+    links.append(f'<li><a href="{MACHINES}">Machines</a> <span class="muted">the same case across machines</span></li>')
+    links.append(f'<li><a href="{HISTORY}">History</a> <span class="muted">medians over time, flagged changes</span></li>')
+    page.add("<h2>Pages</h2><ul class=\"links\">" + "".join(links) + "</ul>")
+    page.add("<h2>Machines</h2>" + machines_table(model, details=False))
+    # backends
+    by_backend: dict[str, Counter] = defaultdict(Counter)
+    machines_of: dict[str, set[str]] = defaultdict(set)
+    for r in model.runs:
+        for m in r.measurements:
+            b = str(m.get("backend", ""))
+            by_backend[b][R.status(m)] += 1
+            machines_of[b].add(r.machine_id)
+    rows = []
+    for b in sorted(by_backend):
+        fw, dev, prec = R.backend_parts(b)
+        c = by_backend[b]
+        failed = sum(v for k, v in c.items() if k not in ("ok", "skipped"))
+        cells = (td(b) + td(fw) + td(dev) + td(prec) + td(", ".join(sorted(machines_of[b])))
+                 + td(c.get("ok", 0), "num") + td(failed, "num") + td(c.get("skipped", 0), "num"))
+        rows.append((f"{b} {' '.join(machines_of[b])}", cells))
+    page.add("<h2>Backends</h2>" + table(
+        ["backend", "framework", "device", "precision", "machines", "ok", "failed", "skipped"], rows))
+    # suites
+    rows = []
+    for s in model.suites:
+        ms = [m for m in all_ms if m.get("suite") == s]
+        cells = (f'<td><a href="{attr(model.suite_pages[s])}">{esc(s)}</a></td>'
+                 + td(len({(R.case_name(m), m.get("mode")) for m in ms}), "num")
+                 + td(", ".join(sorted({str(m.get("backend")) for m in ms})))
+                 + td(sum(R.is_ok(m) for m in ms), "num") + td(sum(not R.is_ok(m) for m in ms), "num"))
+        rows.append((s, cells))
+    page.add("<h2>Suites</h2>" + table(["suite", "cases", "backends", "ok", "not ok"], rows))
+    # runs, newest first
+    rows = []
+    for r in reversed(model.runs):
+        st = Counter(R.status(m) for m in r.measurements)
+        failed = sum(v for k, v in st.items() if k not in ("ok", "skipped"))
+        suites = ", ".join(sorted({str(m.get("suite")) for m in r.measurements}))
+        cells = (td(run_date(r)) + td(r.short_commit or "-") + td(r.branch or "") + td(r.machine_id) + td(suites)
+                 + td(st.get("ok", 0), "num") + td(failed, "num") + td(st.get("skipped", 0), "num")
+                 + td(r.format) + td(r.run_id) + td(r.source.name))
+        rows.append((f"{r.machine_id} {r.commit or ''} {r.branch or ''} {suites} {r.run_id} {r.source}", cells))
+    page.add(f"<h2>Runs ({len(model.runs)})</h2>" + table(
+        ["date (UTC)", "commit", "branch", "machine", "suites", "ok", "failed", "skipped", "format", "run id",
+         "file"], rows))
+    page.add(status_table(latest_all, "Latest run of each machine, all suites."))
+    return page
+
+
+# --------------------------------------------------------------------------- site
+def _remove_stale_pages(out_dir: Path, keep: set[str]) -> None:
+    """Delete suite pages of an earlier build that this build does not write (ours only)."""
+    for p in out_dir.glob("suite-*.html"):
+        if p.name in keep:
+            continue
+        try:
+            head = p.read_text(encoding="utf-8", errors="replace")[:600]
+        except OSError:
+            continue
+        if f'content="{GENERATOR}"' in head:
+            p.unlink()
+
+
+def write_site(result: LoadResult, out_dir: Path, *, baseline: str | None = None, title: str | None = None,
+               threshold: float = compare.DEFAULT_THRESHOLD,
+               suite_thresholds: Mapping[str, float] | None = None) -> Path:
+    """Write every page and asset into ``out_dir``; return the index.html path."""
+    out_dir = Path(out_dir)
+    model = Model(result.runs, list(result.problems), baseline, title or "xpubench report", threshold,
+                  dict(suite_thresholds or {}))
+    assets.write_assets(out_dir)
+    F.use_palette({str(m.get("backend", "")) for r in model.runs for m in r.measurements} | set(model.machines))
+    pages = [index_page(model)] + [suite_page(model, s) for s in model.suites] + [
+        machines_page(model), history_page(model)]
+    _remove_stale_pages(out_dir, {p.file_name for p in pages})
+    for p in pages:
+        p.write(out_dir)
+    return out_dir / INDEX
