@@ -151,6 +151,20 @@ class Backend(ABC):
     @abstractmethod
     def synchronize(self) -> None: ...
 
+    # How to wait for a step's work before reading a host clock. ``time_block`` uses
+    # it, and so does the pytest plugin, whose clock is pytest-benchmark's.
+    wait_name: str = "synchronize"
+    wait_each_call: bool = False  # must every call be waited on (not just the last)?
+
+    @property
+    def waits(self) -> bool:
+        """False where a step returns only when its work is done (torch on CPU)."""
+        return True
+
+    def wait(self, out: Any) -> None:
+        """Block until the device finished the work that produced ``out``."""
+        self.synchronize()
+
     def reset_peak_memory(self) -> None:
         """Start a new device-memory high-water mark, where the framework can."""
 

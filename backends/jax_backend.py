@@ -127,6 +127,7 @@ class JaxContext:
 class JaxBackend(Backend):
     framework = "jax"
     timing_method = "block_until_ready"
+    wait_name = "block_until_ready"
 
     def __init__(self, spec: BackendSpec, devices_fn: Callable[[str], list] | None = None):
         super().__init__(spec)
@@ -202,13 +203,20 @@ class JaxBackend(Backend):
         # Nothing global to wait on in JAX: time_block waits on the step's outputs.
         pass
 
+    @property
+    def wait_each_call(self) -> bool:  # type: ignore[override]
+        # XLA:CPU may overlap independent calls; waiting on each keeps one step at a
+        # time, as torch's synchronous CPU ops do. Accelerator streams run in order.
+        return self.spec.device == "cpu"
+
+    def wait(self, out: Any) -> None:
+        self._jax.block_until_ready(out)
+
     def time_block(self, step: Step, n: int) -> float:
         run = step.run
         block = self._jax.block_until_ready
         t0 = time.perf_counter()
-        if self.spec.device == "cpu":
-            # XLA:CPU may overlap independent calls; waiting on each keeps one step
-            # at a time, as torch's synchronous CPU ops do.
+        if self.wait_each_call:
             for _ in range(n):
                 block(run())
         else:

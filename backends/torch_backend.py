@@ -182,6 +182,10 @@ class TorchBackend(Backend):
         if self.device is not None and self.device.type == "cuda":
             self._torch.cuda.synchronize(self.device)
 
+    @property
+    def waits(self) -> bool:
+        return self.spec.device == "cuda"  # CPU ops are synchronous
+
     def time_block(self, step: Step, n: int) -> float:
         run = step.run
         if self.device is not None and self.device.type == "cuda":
