@@ -1,0 +1,265 @@
+"""`xpubench probe`: the probe at smoke size on CPU, the ceilings cache, the command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import ceilings as cl
+from bench import probe
+from bench.cli import main
+from bench.errors import UserError
+from bench.roofline import attach_roofline
+
+
+def cpu_flops_bound(flops_per_cycle: float) -> float:
+    """cores x max clock x FLOPs per cycle: an upper bound no honest CPU timing exceeds.
+
+    The clock is the highest one known (sysfs max, psutil max, /proc/cpuinfo); when no
+    maximum is published (VMs), at least 5 GHz.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mhz: list[float] = []
+    try:
+        mhz.append(float(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1000)
+    except (OSError, ValueError):
+        pass
+    try:
+        import psutil
+
+        f = psutil.cpu_freq()
+        if f and f.max:
+            mhz.append(float(f.max))
+    except Exception:
+        pass
+    known_max = bool(mhz)
+    try:
+        mhz += [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.lower().startswith("cpu mhz")]
+    except (OSError, ValueError, IndexError):
+        pass
+    ghz = max(mhz, default=0.0) / 1000
+    if not known_max:
+        ghz = max(ghz, 5.0)
+    return cores * ghz * 1e9 * flops_per_cycle
+
+
+# fp32: AVX-512 FMA = 16 lanes x 2 FLOPs x 2 units = 64 FLOPs/cycle per core.
+FP32_BOUND = cpu_flops_bound(64)
+# bf16/fp16/int8: AMX tiles reach ~2048 ops/cycle per core; generous on purpose (it
+# catches a timing that does not wait for the work, which is off by orders of magnitude).
+REDUCED_BOUND = cpu_flops_bound(4096)
+# Bandwidth: far above any DRAM a CPU has; smoke arrays may sit in the last-level cache,
+# which on a many-core part scales with cores (64 B per cycle per core).
+BANDWIDTH_BOUND = max(500e9, cpu_flops_bound(64))
+
+
+def _check_entry(entry: dict, framework: str) -> None:
+    assert entry["framework"] == framework and entry["device"] == "cpu"
+    assert entry["size"] == "smoke"
+    assert isinstance(entry["threads"], int) and entry["threads"] >= 1
+    peaks = entry["matmul_flops_per_s"]
+    assert "fp32" in peaks and "bf16" in peaks
+    assert 0 < peaks["fp32"] < FP32_BOUND, (peaks["fp32"], FP32_BOUND)
+    for p, v in peaks.items():
+        assert 0 < v < REDUCED_BOUND, (p, v)
+        d = entry["matmul"][p]
+        assert int(d["best_n"]) in (64, 128)
+        assert max(d["by_n"].values()) == v  # the ceiling is the best of the sweep
+    for kind in ("copy", "triad"):
+        v = entry[f"{kind}_bytes_per_s"]
+        assert 0 < v < BANDWIDTH_BOUND, (kind, v)
+        bw = entry["bandwidth"][kind]
+        assert bw["bytes_per_call"] == {"copy": 2, "triad": 3}[kind] * bw["array_bytes"]
+        assert bw["array_bytes"] == 16 << 20
+    # host<->device transfers do not apply on a CPU: unknown, never 0
+    assert entry["h2d_bytes_per_s"] is None and entry["d2h_bytes_per_s"] is None
+    assert "tf32" in entry["unsupported"] and "fp8" in entry["unsupported"]
+    json.dumps(entry, allow_nan=False)
+
+
+@pytest.fixture(scope="module")
+def torch_entry() -> dict:
+    return probe.probe_device("torch:cpu", "smoke")
+
+
+def test_probe_torch_cpu_smoke_gives_plausible_ceilings(torch_entry):
+    import torch
+
+    _check_entry(torch_entry, "torch")
+    assert torch_entry["threads"] == torch.get_num_threads()
+    assert torch_entry["matmul"]["fp32"]["dtype"] == "torch.float32"
+    assert torch_entry["matmul"]["bf16"]["dtype"] == "torch.bfloat16"
+
+
+def test_probe_jax_cpu_smoke_gives_plausible_ceilings():
+    entry = probe.probe_device("jax:cpu", "smoke", precisions=("fp32", "bf16"))
+    _check_entry(entry, "jax")
+    assert entry["matmul"]["bf16"]["dtype"] == "bfloat16"
+    assert set(entry["matmul_flops_per_s"]) == {"fp32", "bf16"}
+
+
+def test_probed_ceilings_give_a_roofline_bound(torch_entry, tmp_path):
+    doc = cl.merge(None, {"machine_id": "t"}, {"torch:cpu": torch_entry})
+    run = {"run": {}, "machine": {"machine_id": "t", "accelerators": []}, "measurements": [
+        {"suite": "normalization", "case": "c", "mode": "forward", "backend": "torch:cpu:fp32",
+         "status": "ok", "flops_per_step": 8e6, "bytes_per_step": 8e6, "time_s": {"median": 1e-3}}]}
+    rf = attach_roofline(run, doc)["measurements"][0]["roofline"]
+    bw = max(torch_entry["copy_bytes_per_s"], torch_entry["triad_bytes_per_s"])
+    assert rf["peak_bytes_per_s"] == pytest.approx(bw)
+    assert rf["bound_flops_per_s"] == pytest.approx(min(torch_entry["matmul_flops_per_s"]["fp32"], 1.0 * bw))
+    assert rf["fraction_of_bound"] == pytest.approx(8e9 / rf["bound_flops_per_s"])
+
+
+# --------------------------------------------------------------------------- plans, targets
+def test_plans():
+    cpu = probe.plan_for("default", "cpu")
+    assert cpu.matmul_n == (512, 1024, 2048) and cpu.array_bytes == 256 << 20
+    gpu = probe.plan_for("large", "cuda", memory_bytes=16 << 30)
+    assert max(gpu.matmul_n) >= 8192
+    assert gpu.array_bytes == 2 << 30  # capped at 1/8 of a 16 GiB device (triad holds 3 arrays)
+    assert probe.plan_for("smoke", "cpu").timing_config().time_budget_s <= 0.2
+    with pytest.raises(UserError, match="unknown probe size"):
+        probe.plan_for("huge", "cpu")
+
+
+@pytest.mark.parametrize("text,key", [("torch:cpu", "torch:cpu"), ("torch:cuda1", "torch:cuda1"),
+                                      ("torch:cuda0", "torch:cuda"), ("jax:tpu", "jax:tpu"),
+                                      ("torch:cpu:bf16", "torch:cpu"), (" JAX:CPU ", "jax:cpu")])
+def test_parse_target(text, key):
+    assert probe.parse_target(text) == key
+
+
+@pytest.mark.parametrize("text", ["torch", "mxnet:cpu", "torch:tpu", "torch:cpu:fp64", "a:b:c:d"])
+def test_parse_target_rejects(text):
+    with pytest.raises(UserError):
+        probe.parse_target(text)
+
+
+def test_default_targets_here():
+    targets = probe.default_targets()
+    assert "torch:cpu" in targets and "jax:cpu" in targets
+    assert len(targets) == len(set(targets))
+
+
+# --------------------------------------------------------------------------- the cache
+def _entry(value: float, size: str = "default") -> dict:
+    return {"framework": "torch", "device": "cpu", "size": size, "threads": 2,
+            "matmul_flops_per_s": {"fp32": value}, "copy_bytes_per_s": 1e10, "triad_bytes_per_s": 1.2e10,
+            "h2d_bytes_per_s": None, "d2h_bytes_per_s": None, "measured_at": "2025-01-01T00:00:00+00:00"}
+
+
+def test_save_load_merge(tmp_path):
+    doc = cl.merge(None, {"machine_id": "box"}, {"torch:cpu": _entry(1e11), "jax:cpu": _entry(5e10)}, "0.1")
+    path = cl.save_ceilings(tmp_path, doc)
+    assert path == tmp_path / "box" / "ceilings.json"
+    loaded = cl.load_ceilings(tmp_path, "box")
+    assert loaded["schema_version"] == 1 and loaded["ceilings"]["torch:cpu"]["matmul_flops_per_s"]["fp32"] == 1e11
+    # re-probing one device keeps the others
+    doc2 = cl.merge(loaded, {"machine_id": "box"}, {"torch:cpu": _entry(2e11)})
+    assert doc2["ceilings"]["torch:cpu"]["matmul_flops_per_s"]["fp32"] == 2e11
+    assert doc2["ceilings"]["jax:cpu"]["matmul_flops_per_s"]["fp32"] == 5e10
+    assert cl.load_ceilings(tmp_path, "nobody") is None
+
+
+def test_broken_ceilings_file(tmp_path):
+    p = tmp_path / "box" / "ceilings.json"
+    p.parent.mkdir()
+    p.write_text('{"schema_version": 1, "ceil')
+    with pytest.raises(cl.CeilingsFileError, match="not valid JSON"):
+        cl.load_ceilings(tmp_path, "box")
+    p.write_text(json.dumps({"schema_version": 99, "ceilings": {}}))
+    with pytest.raises(cl.CeilingsFileError, match="newer"):
+        cl.load_ceilings(tmp_path, "box")
+    # a run never fails on it: find_ceilings moves on to the next root
+    good = tmp_path / "other"
+    cl.save_ceilings(good, cl.merge(None, {"machine_id": "box"}, {"torch:cpu": _entry(1e11)}))
+    assert cl.find_ceilings("box", [tmp_path, good])["ceilings"]["torch:cpu"]
+    assert cl.find_ceilings("box", [tmp_path]) is None
+
+
+# --------------------------------------------------------------------------- the command
+def _no_probe(*a, **k):
+    raise AssertionError("must not probe")
+
+
+def test_command_reuses_cache(tmp_path, monkeypatch, capsys):
+    cl.save_ceilings(tmp_path, cl.merge(None, {"machine_id": "box"}, {"torch:cpu": _entry(1.23e11)}))
+    monkeypatch.setattr(probe, "probe_in_subprocess", _no_probe)
+    rc = main(["probe", "-b", "torch:cpu", "--out", str(tmp_path), "--machine-id", "box"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "cached ceilings" in out and "123G FLOP/s" in out and "--refresh" in out
+
+
+def test_command_refresh_and_partial_cache(tmp_path, monkeypatch, capsys):
+    cl.save_ceilings(tmp_path, cl.merge(None, {"machine_id": "box"}, {"torch:cpu": _entry(1e11)}))
+    calls = []
+
+    def fake(target, size, threads=None):
+        calls.append((target, size))
+        return {**_entry(3e11, size), "framework": target.split(":")[0]}
+
+    monkeypatch.setattr(probe, "probe_in_subprocess", fake)
+    # jax:cpu is not cached yet: only it is probed, torch:cpu is kept
+    assert main(["probe", "-b", "torch:cpu", "-b", "jax:cpu", "--out", str(tmp_path),
+                 "--machine-id", "box", "--size", "smoke"]) == 0
+    assert calls == [("jax:cpu", "smoke")]
+    doc = cl.load_ceilings(tmp_path, "box")
+    assert doc["ceilings"]["torch:cpu"]["matmul_flops_per_s"]["fp32"] == 1e11
+    assert doc["ceilings"]["jax:cpu"]["matmul_flops_per_s"]["fp32"] == 3e11
+    # --refresh measures again
+    assert main(["probe", "-b", "torch:cpu", "--out", str(tmp_path), "--machine-id", "box", "--refresh"]) == 0
+    assert calls[-1] == ("torch:cpu", "default")
+    assert cl.load_ceilings(tmp_path, "box")["ceilings"]["torch:cpu"]["matmul_flops_per_s"]["fp32"] == 3e11
+    assert "ceilings:" in capsys.readouterr().out
+
+
+def test_command_failed_probe_exits_1(tmp_path, monkeypatch, capsys):
+    def broken(target, size, threads=None):
+        raise UserError(f"probe of {target} failed: RuntimeError: boom")
+
+    monkeypatch.setattr(probe, "probe_in_subprocess", broken)
+    assert main(["probe", "-b", "torch:cpu", "--out", str(tmp_path), "--machine-id", "box"]) == 1
+    assert "boom" in capsys.readouterr().out
+    assert cl.load_ceilings(tmp_path, "box") is None
+
+
+def test_command_user_errors_exit_2(tmp_path, capsys):
+    assert main(["probe", "-b", "torch:tpu", "--out", str(tmp_path), "--machine-id", "box"]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    bad = tmp_path / "box" / "ceilings.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    assert main(["probe", "-b", "torch:cpu", "--out", str(tmp_path), "--machine-id", "box"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_probe_in_subprocess_reports_unavailable_device():
+    # a fresh process, a clear one-line reason (no GPU here)
+    from backends import availability as av
+
+    if av.torch_cuda_build() and av.nvidia_gpu_count() > 0:
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError, match="cannot probe torch:cuda"):
+        probe.probe_in_subprocess("torch:cuda", "smoke")
+
+
+@pytest.mark.gpu
+def test_probe_torch_cuda_smoke_stays_below_the_spec_sheet():
+    """On a real GPU: every ceiling is positive and under the vendor's dense peak."""
+    from bench import specsheet
+
+    entry = probe.probe_device("torch:cuda", "smoke")
+    assert entry["matmul_flops_per_s"]["fp32"] > 0 and entry["matmul_flops_per_s"]["bf16"] > 0
+    for kind in ("copy", "triad", "h2d", "d2h"):
+        assert entry[f"{kind}_bytes_per_s"] > 0, kind
+    row = specsheet.match(entry["device_name"])
+    if row is not None:
+        for p, v in entry["matmul_flops_per_s"].items():
+            if p in row.flops:
+                assert v < 1.1 * row.flops[p], (p, v, row.flops[p])
+        assert entry["copy_bytes_per_s"] < 1.1 * row.memory_bytes_per_s

@@ -1,0 +1,223 @@
+"""Roofline arithmetic on fixed numbers, run-file annotation, and the roofline chart."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import specsheet
+from bench.roofline import (CEILINGS_NONE, FIELDS, attach_roofline, device_key, memory_bandwidth,
+                            roofline_fields)
+
+
+def _ceilings(key: str = "torch:cpu", **entry) -> dict:
+    base = {"matmul_flops_per_s": {"fp32": 1e12, "bf16": 4e12}, "copy_bytes_per_s": 1e11,
+            "triad_bytes_per_s": 0.8e11, "measured_at": "2025-01-01T00:00:00+00:00"}
+    base.update(entry)
+    return {"schema_version": 1, "measured_at": "2025-01-01T00:00:00+00:00", "ceilings": {key: base}}
+
+
+def _record(flops=None, nbytes=None, median=0.01, backend="torch:cpu:fp32", suite="normalization",
+            status="ok", **kw) -> dict:
+    rec = {"suite": suite, "case": "x", "mode": "forward", "backend": backend, "status": status,
+           "flops_per_step": flops, "bytes_per_step": nbytes, "time_s": {"median": median}}
+    rec.update(kw)
+    return rec
+
+
+def test_compute_bound_case():
+    # intensity 2000 FLOP/B: the memory roof (2000 x 1e11 = 2e14) is far above the 1e12 peak
+    rf = roofline_fields(_record(flops=2e9, nbytes=1e6), _ceilings(), None)
+    assert set(rf) == set(FIELDS)
+    assert rf["achieved_flops_per_s"] == pytest.approx(2e11)
+    assert rf["achieved_bytes_per_s"] == pytest.approx(1e8)
+    assert rf["intensity"] == pytest.approx(2000.0)
+    assert rf["peak_flops_per_s"] == pytest.approx(1e12)
+    assert rf["peak_bytes_per_s"] == pytest.approx(1e11)
+    assert rf["bound_kind"] == "compute"
+    assert rf["bound_flops_per_s"] == pytest.approx(1e12)
+    assert rf["fraction_of_bound"] == pytest.approx(0.2)
+    assert rf["ceilings_source"].startswith("measured")
+    assert rf["mfu_measured"] is None and rf["mfu_spec"] is None  # not a training case
+
+
+def test_memory_bound_case():
+    # intensity 0.01 FLOP/B: bound = 0.01 x 1e11 = 1e9 FLOP/s
+    rf = roofline_fields(_record(flops=1e6, nbytes=1e8), _ceilings(), None)
+    assert rf["intensity"] == pytest.approx(0.01)
+    assert rf["bound_kind"] == "memory"
+    assert rf["bound_flops_per_s"] == pytest.approx(1e9)
+    assert rf["fraction_of_bound"] == pytest.approx(0.1)
+    # on the memory side the fraction is the bandwidth fraction
+    assert rf["fraction_of_bound"] == pytest.approx(rf["achieved_bytes_per_s"] / rf["peak_bytes_per_s"])
+
+
+def test_ridge_point_is_compute_bound():
+    rf = roofline_fields(_record(flops=1e10, nbytes=1e9), _ceilings(), None)  # intensity 10 = ridge
+    assert rf["bound_flops_per_s"] == pytest.approx(1e12)
+    assert rf["bound_kind"] == "compute"
+
+
+def test_precision_picks_its_matmul_peak():
+    rf = roofline_fields(_record(flops=2e9, nbytes=1e6, backend="torch:cpu:bf16", precision="bf16"),
+                         _ceilings(), None)
+    assert rf["peak_flops_per_s"] == pytest.approx(4e12)
+    assert rf["fraction_of_bound"] == pytest.approx(0.05)
+    # precision taken from the backend string when the record has no precision field
+    rf2 = roofline_fields(_record(flops=2e9, nbytes=1e6, backend="torch:cpu:bf16"), _ceilings(), None)
+    assert rf2["peak_flops_per_s"] == pytest.approx(4e12)
+
+
+def test_unknown_ceilings_give_none_never_zero():
+    rf = roofline_fields(_record(flops=2e9, nbytes=1e6), None, None)
+    assert rf["ceilings_source"] == CEILINGS_NONE
+    for k in ("peak_flops_per_s", "peak_bytes_per_s", "bound_flops_per_s", "bound_kind",
+              "fraction_of_bound", "mfu_measured", "mfu_spec"):
+        assert rf[k] is None, k
+    assert rf["achieved_flops_per_s"] == pytest.approx(2e11)  # still known
+
+
+def test_unmeasured_precision_leaves_bound_unknown():
+    # fp16 was not measured: the bound is unknown, not the fp32 roof
+    rf = roofline_fields(_record(flops=2e9, nbytes=1e6, backend="torch:cpu:fp16"), _ceilings(), None)
+    assert rf["peak_flops_per_s"] is None
+    assert rf["bound_flops_per_s"] is None and rf["fraction_of_bound"] is None
+    assert rf["peak_bytes_per_s"] == pytest.approx(1e11)
+
+
+def test_other_device_measured_only():
+    rf = roofline_fields(_record(flops=2e9, nbytes=1e6, backend="jax:cpu:fp32"), _ceilings("torch:cpu"), None)
+    assert rf["ceilings_source"] == CEILINGS_NONE
+    assert rf["bound_flops_per_s"] is None
+
+
+def test_bytes_only_and_flops_only_records():
+    mem = roofline_fields(_record(flops=None, nbytes=1e8), _ceilings(), None)
+    assert mem["intensity"] is None and mem["achieved_flops_per_s"] is None
+    assert mem["bound_kind"] == "memory"
+    assert mem["fraction_of_bound"] == pytest.approx(1e10 / 1e11)
+    zero = roofline_fields(_record(flops=0, nbytes=1e8), _ceilings(), None)
+    assert zero["achieved_flops_per_s"] is None and zero["intensity"] is None  # never 0
+    comp = roofline_fields(_record(flops=2e9, nbytes=None), _ceilings(), None)
+    assert comp["bound_kind"] == "compute"
+    assert comp["fraction_of_bound"] == pytest.approx(0.2)
+
+
+def test_failed_or_untimed_records_have_no_achieved_numbers():
+    for rec in (_record(flops=2e9, nbytes=1e6, status="oom"), _record(flops=2e9, nbytes=1e6, median=None),
+                _record(flops=2e9, nbytes=1e6, median=0.0)):
+        rf = roofline_fields(rec, _ceilings(), None)
+        assert rf["achieved_flops_per_s"] is None and rf["fraction_of_bound"] is None
+        assert rf["peak_flops_per_s"] == pytest.approx(1e12)  # the ceilings are still known
+
+
+def test_bandwidth_is_the_best_of_copy_and_triad():
+    assert memory_bandwidth({"copy_bytes_per_s": 1e10, "triad_bytes_per_s": 1.5e10}) == pytest.approx(1.5e10)
+    assert memory_bandwidth({"copy_bytes_per_s": 1e10, "triad_bytes_per_s": None}) == pytest.approx(1e10)
+    assert memory_bandwidth({"copy_bytes_per_s": None}) is None
+    assert memory_bandwidth(None) is None
+
+
+def test_mfu_for_training_against_measured_and_spec():
+    spec = specsheet.spec_peaks("NVIDIA H100 80GB HBM3")
+    ceil = _ceilings("torch:cuda", matmul_flops_per_s={"bf16": 8e14})
+    # 4e12 model FLOPs per step in 10 ms = 4e14 FLOP/s
+    rec = _record(flops=4e12, nbytes=1e9, backend="torch:cuda:bf16", suite="training")
+    rf = roofline_fields(rec, ceil, spec)
+    assert rf["mfu_measured"] == pytest.approx(0.5)
+    assert rf["mfu_spec"] == pytest.approx(4e14 / 989.4e12)
+    assert rf["spec_peak_flops_per_s"] == pytest.approx(989.4e12)
+    assert rf["ceilings_source"].startswith("measured")  # measured wins over the spec sheet
+
+
+def test_spec_sheet_stands_in_when_nothing_was_measured():
+    spec = specsheet.spec_peaks("NVIDIA H100 80GB HBM3")
+    rec = _record(flops=1e9, nbytes=1e9, backend="torch:cuda:bf16")  # intensity 1
+    rf = roofline_fields(rec, None, spec)
+    assert rf["ceilings_source"].startswith("spec sheet: H100 SXM")
+    assert rf["bound_kind"] == "memory"
+    assert rf["bound_flops_per_s"] == pytest.approx(3.35e12)
+    assert rf["fraction_of_bound"] == pytest.approx(1e11 / 3.35e12)
+    assert rf["mfu_measured"] is None
+
+
+@pytest.mark.parametrize("backend,key", [
+    ("torch:cpu:fp32", "torch:cpu"), ("torch:cuda:bf16", "torch:cuda"), ("torch:cuda0:bf16", "torch:cuda"),
+    ("torch:cuda1:fp16", "torch:cuda1"), ("jax:tpu:bf16", "jax:tpu"), ("JAX:GPU:fp32", "jax:gpu"),
+    ("torch:cpu", "torch:cpu"), ("nonsense", None),
+])
+def test_device_key(backend, key):
+    assert device_key(backend) == key
+
+
+def _run_doc() -> dict:
+    return {
+        "schema_version": 1,
+        "run": {"backend_info": {"torch:cuda:bf16": {"device_name": "NVIDIA H100 PCIe"},
+                                 "jax:tpu:bf16": {"device_kind": "TPU v5 lite"}}},
+        "machine": {"machine_id": "m", "accelerators": [{"kind": "cuda", "index": 1, "name": "NVIDIA L4"}]},
+        "measurements": [
+            _record(flops=2e9, nbytes=1e6, backend="torch:cpu:fp32"),
+            _record(flops=2e9, nbytes=1e6, backend="torch:cuda:bf16"),
+            _record(flops=2e9, nbytes=1e6, backend="torch:cuda1:bf16"),
+            _record(flops=2e9, nbytes=1e6, backend="jax:tpu:bf16"),
+            _record(backend="torch:cpu:fp32", status="skipped", median=None),
+        ],
+    }
+
+
+def test_attach_roofline_annotates_every_measurement():
+    doc = attach_roofline(_run_doc(), _ceilings())
+    assert doc["ceilings"]["ceilings"]["torch:cpu"]["copy_bytes_per_s"] == 1e11
+    rfs = [m["roofline"] for m in doc["measurements"]]
+    assert all(set(rf) == set(FIELDS) for rf in rfs)
+    assert rfs[0]["ceilings_source"].startswith("measured")
+    assert rfs[1]["spec_name"] == "H100 PCIe" and rfs[1]["ceilings_source"].startswith("spec sheet")
+    assert rfs[2]["spec_name"] == "L4"  # from the machine's NVML list, by index
+    assert rfs[3]["spec_name"] == "TPU v5e"
+    assert rfs[4]["achieved_flops_per_s"] is None
+    json.dumps(doc, allow_nan=False)  # still a valid results document
+
+
+def test_attach_roofline_without_ceilings():
+    doc = attach_roofline(_run_doc(), None)
+    assert doc["ceilings"] is None
+    cpu = doc["measurements"][0]["roofline"]
+    assert cpu["ceilings_source"] == CEILINGS_NONE and cpu["bound_flops_per_s"] is None
+
+
+def test_roofline_chart_has_roofs_and_points():
+    from bench.report.roofline import roofline_figure, roofline_groups, roofline_spec
+
+    doc = attach_roofline(_run_doc(), _ceilings())
+    recs = [m for m in doc["measurements"] if m["backend"].startswith("torch:cpu")]
+    recs.append(_record(flops=1e6, nbytes=1e8, backend="torch:cpu:fp32", case="<b>evil</b>"))
+    recs.append(_record(flops=None, nbytes=1e8, backend="torch:cpu:fp32"))
+    spec = roofline_spec(recs, doc["ceilings"], "machine <m> fp32")
+    lines = [t for t in spec["data"] if t["mode"] == "lines"]
+    points = [t for t in spec["data"] if t["mode"] == "markers"]
+    assert len(lines) == 1 and len(points) == 1
+    assert len(points[0]["x"]) == 2  # the bytes-only record is left out, and said so
+    assert any("without FLOPs" in a["text"] for a in spec["layout"]["annotations"])
+    # the roof: the memory slope below the ridge (10 FLOP/B), flat at the peak above it
+    roof = dict(zip(lines[0]["x"], lines[0]["y"]))
+    for x, y in roof.items():
+        assert y == pytest.approx(min(1e12, x * 1e11))
+    assert 10.0 in roof
+    assert spec["layout"]["xaxis"]["type"] == "log" and spec["layout"]["yaxis"]["type"] == "log"
+    assert "<b>evil</b>" not in json.dumps(spec) and "&lt;b&gt;evil" in json.dumps(spec)
+    assert "&lt;m&gt;" in spec["layout"]["title"]["text"]
+    fig = roofline_figure(recs, doc["ceilings"], "t")
+    assert len(fig.data) == 2
+    groups = roofline_groups([doc])
+    assert {(g[0], g[1]) for g in groups} == {("m", "fp32"), ("m", "bf16")}
+    assert all(g[3] is doc["ceilings"] for g in groups)
+
+
+def test_roofline_chart_without_ceilings_says_so():
+    from bench.report.roofline import roofline_spec
+
+    spec = roofline_spec([_record(flops=2e9, nbytes=1e6)], None, "t")
+    assert any("xpubench probe" in a["text"] for a in spec["layout"]["annotations"])
+    assert [t["mode"] for t in spec["data"]] == ["markers"]
