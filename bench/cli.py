@@ -156,6 +156,12 @@ def cmd_run(args) -> int:
         runner = Runner(specs, cases, writer, opts, display)
         outcome = runner.run()
     writer.set_run_field("backend_info", runner.backend_info)
+    # Place every measurement against this machine's measured ceilings (xpubench
+    # probe), or the vendor spec sheet for a known accelerator; null where unknown.
+    from bench.ceilings import find_ceilings
+    from bench.roofline import attach_roofline
+
+    attach_roofline(writer.doc, find_ceilings(machine["machine_id"], [args.out, "results"]))
     writer.finish(interrupted=outcome.interrupted)
     out.print(summary_table(outcome.records))
     out.print(status_counts_line(outcome.counts(), outcome.interrupted))
