@@ -162,7 +162,9 @@ def min_mann_whitney_p(n: int, m: int) -> float:
     """The smallest two-sided p the test can give for these sample sizes."""
     if n == 0 or m == 0:
         return 1.0
-    return min(1.0, 2.0 / math.comb(n + m, n))
+    # log space: comb(n + m, n) overflows a float past a few hundred samples
+    log_comb = math.lgamma(n + m + 1) - math.lgamma(n + 1) - math.lgamma(m + 1)
+    return min(1.0, math.exp(math.log(2.0) - log_comb))
 
 
 def bootstrap_ratio_ci(base: Sequence[float], new: Sequence[float], *, confidence: float = 0.95,

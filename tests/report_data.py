@@ -177,6 +177,38 @@ def pytest_benchmark_doc(samples_by_name: dict[str, list[float]], *, node: str =
     }
 
 
+# --------------------------------------------------------------------------- ceilings and work
+def ceilings_doc(machine_id: str, entries: dict[str, dict], measured_at: str) -> dict[str, Any]:
+    """A ``bench.ceilings`` document as ``xpubench probe`` writes it (machine block trimmed)."""
+    return {"schema_version": 1, "machine": {"machine_id": machine_id}, "measured_at": measured_at,
+            "xpubench_version": "0.1.0",
+            "ceilings": {k: {**v, "measured_at": measured_at} for k, v in entries.items()}}
+
+
+PROBED = "2026-10-31T01:00:00+00:00"
+# Laptop: only torch was probed, so jax:cpu records have no ceilings (their efficiency is unknown).
+LAPTOP_CEILINGS = ceilings_doc("laptop", {
+    "torch:cpu": {"matmul_flops_per_s": {"fp32": 4.0e11, "bf16": 2.2e11}, "copy_bytes_per_s": 2.4e10,
+                  "triad_bytes_per_s": 2.1e10, "threads": 8}}, PROBED)
+GPU_CEILINGS = ceilings_doc("gpu-node", {
+    "torch:cpu": {"matmul_flops_per_s": {"fp32": 1.1e12, "bf16": 6.0e11}, "copy_bytes_per_s": 9.0e10,
+                  "triad_bytes_per_s": 8.5e10, "threads": 16},
+    "torch:cuda": {"matmul_flops_per_s": {"fp32": 5.1e13, "tf32": 3.6e14, "bf16": 6.9e14, "fp16": 6.9e14},
+                   "copy_bytes_per_s": 2.9e12, "triad_bytes_per_s": 2.8e12, "h2d_bytes_per_s": 5.0e10,
+                   "d2h_bytes_per_s": 5.0e10, "device_name": "NVIDIA H100 80GB HBM3"}}, PROBED)
+
+# FLOPs and fp32 bytes per step of each case (what the suites' work= declares, rounded);
+# half-width precisions move half the bytes.
+WORK = {"layernorm[b=8,t=512,d=768]": (2.5e7, 2.5e7), "batchnorm2d[n=32,c=64,hw=56]": (6.4e7, 5.1e7),
+        "transformer_step[d=256,l=2]": (3.0e10, 1.5e9), "cnn_step[n=32]": (1.2e10, 4.0e8)}
+
+
+def work(case: str, backend: str) -> dict[str, float]:
+    flops, nbytes = WORK[case]
+    half = backend.rsplit(":", 1)[-1] in ("bf16", "fp16")
+    return {"flops_per_step": flops, "bytes_per_step": nbytes / 2 if half else nbytes}
+
+
 # --------------------------------------------------------------------------- a small mixed site
 HOSTILE_MACHINE = "<script>alert(1)</script>"
 HOSTILE_CASE = '<img src=x onerror=alert(2)>[n="1"]'
@@ -187,7 +219,11 @@ def site_runs(seed: int = 7, nights: int = 3) -> list[dict]:
     """Runs for the browser test: laptop and GPU node over ``nights`` nights, plus a hostile machine.
 
     The GPU node's last night slows ``layernorm`` on torch:cuda:fp32 by 15% (a flagged regression).
+    Runs carry measured ceilings and ``roofline`` blocks (``bench.roofline.attach_roofline``),
+    except the laptop's first night and the hostile machine: files from before ``xpubench probe``.
     """
+    from bench.roofline import attach_roofline
+
     rng = random.Random(seed)
     gpu = [{"kind": "cuda", "index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * 2**30}]
     docs = []
@@ -200,48 +236,52 @@ def site_runs(seed: int = 7, nights: int = 3) -> list[dict]:
         ms = []
         for case, med in norm_cases.items():
             ms.append(measurement("normalization", case, "torch:cpu:fp32", lognormal_samples(rng, med),
-                                  energy_method="estimate"))
+                                  energy_method="estimate", **work(case, "torch:cpu:fp32")))
             ms.append(measurement("normalization", case, "jax:cpu:fp32", lognormal_samples(rng, med * 0.8),
-                                  energy_method="estimate"))
+                                  energy_method="estimate", **work(case, "jax:cpu:fp32")))
             ms.append(measurement("normalization", case, "torch:cpu:bf16", lognormal_samples(rng, med * 0.7),
-                                  energy_method="estimate", error_vs_fp32=3e-3))
+                                  energy_method="estimate", error_vs_fp32=3e-3, **work(case, "torch:cpu:bf16")))
         for (case, unit, units), med in train_cases.items():
             ms.append(measurement("training", case, "torch:cpu:fp32", lognormal_samples(rng, med), mode="step",
-                                  unit=unit, units_per_step=units, energy_method="estimate"))
+                                  unit=unit, units_per_step=units, energy_method="estimate",
+                                  **work(case, "torch:cpu:fp32")))
         ms.append(measurement("training", "transformer_step[d=256,l=2]", "jax:cpu:fp32", mode="step",
                               unit="tokens", units_per_step=4096, status="skipped",
                               reason="jax[cpu] missing on this machine"))
-        docs.append(run("laptop", when, ms, run_id=f"lap{night}", commit=commit, cpu_model="Intel Core i7-1260P"))
+        lap = run("laptop", when, ms, run_id=f"lap{night}", commit=commit, cpu_model="Intel Core i7-1260P")
+        docs.append(attach_roofline(lap, LAPTOP_CEILINGS) if night > 0 else lap)
         # GPU node
         ms = []
         for case, med in norm_cases.items():
             slow = 1.15 if (night == nights - 1 and case.startswith("layernorm")) else 1.0
             ms.append(measurement("normalization", case, "torch:cpu:fp32", lognormal_samples(rng, med * 0.5),
-                                  energy_method="rapl"))
+                                  energy_method="rapl", **work(case, "torch:cpu:fp32")))
+            # mfu: a field the report has no special view of, shown as it comes
             ms.append(measurement("normalization", case, "torch:cuda:fp32",
                                   lognormal_samples(rng, med / 150 * slow), device_peak_bytes=900 * 2**20,
-                                  energy_method="nvml-counter", mfu=0.21,
-                                  roofline={"achieved_flops_per_s": 1.2e13, "intensity": 3.5,
-                                            "fraction_of_bound": 0.61}))
+                                  energy_method="nvml-counter", mfu=0.21, **work(case, "torch:cuda:fp32")))
             ms.append(measurement("normalization", case, "torch:cuda:bf16", lognormal_samples(rng, med / 300),
-                                  device_peak_bytes=500 * 2**20, energy_method="nvml-counter", error_vs_fp32=4e-3))
+                                  device_peak_bytes=500 * 2**20, energy_method="nvml-counter", error_vs_fp32=4e-3,
+                                  **work(case, "torch:cuda:bf16")))
             ms.append(measurement("normalization", case, "torch:cuda:tf32", lognormal_samples(rng, med / 200),
-                                  device_peak_bytes=900 * 2**20, energy_method="nvml-counter", error_vs_fp32=2e-4))
+                                  device_peak_bytes=900 * 2**20, energy_method="nvml-counter", error_vs_fp32=2e-4,
+                                  **work(case, "torch:cuda:tf32")))
         ms.append(measurement("normalization", "layernorm[b=8,t=512,d=768]", "torch:cuda:fp16", status="oom",
                               reason="CUDA out of memory. Tried to allocate 2.00 GiB"))
         for (case, unit, units), med in train_cases.items():
             ms.append(measurement("training", case, "torch:cuda:bf16", lognormal_samples(rng, med / 40), mode="step",
                                   unit=unit, units_per_step=units, device_peak_bytes=12 * 2**30,
-                                  energy_method="nvml-counter", error_vs_fp32=8e-3))
+                                  energy_method="nvml-counter", error_vs_fp32=8e-3, **work(case, "torch:cuda:bf16")))
             ms.append(measurement("training", case, "torch:cuda:fp32", lognormal_samples(rng, med / 20), mode="step",
                                   unit=unit, units_per_step=units, device_peak_bytes=20 * 2**30,
-                                  energy_method="nvml-counter"))
+                                  energy_method="nvml-counter", **work(case, "torch:cuda:fp32")))
         ms.append(measurement("training", "cnn_step[n=32]", "torch:cpu:fp32", lognormal_samples(rng, 0.05),
-                              mode="step", unit="samples", units_per_step=32, energy_method="rapl"))
+                              mode="step", unit="samples", units_per_step=32, energy_method="rapl",
+                              **work("cnn_step[n=32]", "torch:cpu:fp32")))
         ms.append(measurement("training", "transformer_step[d=256,l=2]", "torch:cuda:fp16", mode="step",
                               unit="tokens", units_per_step=4096, status="diverged", reason="loss became NaN or Inf"))
-        docs.append(run("gpu-node", when + timedelta(minutes=30), ms, run_id=f"gpu{night}", commit=commit,
-                        accelerators=gpu))
+        docs.append(attach_roofline(run("gpu-node", when + timedelta(minutes=30), ms, run_id=f"gpu{night}",
+                                        commit=commit, accelerators=gpu), GPU_CEILINGS))
     # a machine whose id, case name and error text try to inject markup
     hostile = [measurement("dropout", HOSTILE_CASE, "torch:cpu:fp32", lognormal_samples(rng, 1e-3)),
                measurement("dropout", HOSTILE_CASE, "jax:cpu:fp32", status="error", reason=HOSTILE_REASON)]

@@ -258,3 +258,10 @@ def test_threshold_parsing():
     C.add_arguments(p)
     args = p.parse_args(["a", "b", "--suite-threshold", "training=10%", "--suite-threshold", "dropout=0.2"])
     assert dict(args.suite_threshold) == {"training": pytest.approx(0.1), "dropout": pytest.approx(0.2)}
+
+
+def test_min_p_for_large_samples_does_not_overflow():
+    from bench.compare import min_mann_whitney_p
+
+    assert min_mann_whitney_p(3, 3) == pytest.approx(0.1)
+    assert min_mann_whitney_p(5000, 5000) == 0.0

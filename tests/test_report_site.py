@@ -26,6 +26,7 @@ import pytest
 from tests import report_data as D
 from bench.report import build_site
 from bench.report.load import load_runs
+from bench.report.records import esc
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
@@ -224,17 +225,48 @@ EXPECTED_PLOTS = {
     # laptop: throughput, speedup, precision (bf16), memory, energy (estimate) = 5;
     # gpu-node: throughput, speedup, precision (bf16, tf32), memory, energy = 5
     "suite-normalization.html": 10,
-    # laptop: throughput x2 units, speedup, memory, energy x2 = 6; gpu-node: same + precision = 7
-    "suite-training.html": 13,
+    # laptop: throughput x2 units, speedup, MFU, memory, energy x2 = 7; gpu-node: same + precision = 8
+    "suite-training.html": 15,
     # hostile machine: throughput, speedup, memory (energy unavailable, no reduced precision) = 3
     "suite-dropout.html": 3,
     # pytest-benchmark file: throughput, speedup vs python:cpu:fp32 = 2
     "suite-pytest.html": 2,
+    # one per machine and precision with FLOPs and bytes: hostile fp32 (no ceilings), gpu-node fp32, tf32,
+    # bf16, laptop fp32, bf16 = 6 (the pytest-benchmark run records no FLOPs)
+    "roofline.html": 6,
     # one per suite and unit: dropout, normalization, pytest, training (samples, tokens) = 5
     "machines.html": 5,
     # one per suite/case/mode: dropout 1, normalization 2, pytest 2, training 2 = 7
     "history.html": 7,
 }
+
+
+# What each rendered chart drew: its layout and traces as plotly holds them, and the SVG it made.
+FIGURES_JS = """Array.from(document.querySelectorAll('.js-plotly-plot')).map(function (gd) {
+  var fig = gd.closest('figure');
+  return {id: gd.id, kind: fig ? fig.getAttribute('data-kind') : null,
+          caption: fig && fig.querySelector('figcaption') ? fig.querySelector('figcaption').textContent : '',
+          title: gd.layout.title.text, xtype: gd.layout.xaxis.type, ytype: gd.layout.yaxis.type,
+          xtitle: gd.layout.xaxis.title.text, ytitle: gd.layout.yaxis.title.text,
+          annotations: (gd.layout.annotations || []).map(function (a) { return a.text; }),
+          traces: gd.data.map(function (t) {
+            return {type: t.type, mode: t.mode || null, name: t.name, x: t.x, y: t.y,
+                    dash: t.line ? t.line.dash || null : null}; }),
+          lines: gd.querySelectorAll('.scatterlayer path.js-line').length,
+          points: gd.querySelectorAll('.scatterlayer path.point').length,
+          bars: Array.from(gd.querySelectorAll('.barlayer .point path')).filter(function (b) {
+            var r = b.getBoundingClientRect(); return r.width > 0 && r.height > 0; }).length,
+          ticks: Array.from(gd.querySelectorAll('.xtick text, .ytick text')).map(function (t) {
+            return t.textContent; })};
+})"""
+# Every row of the efficiency tables: its machine section, cell texts, and the efficiency cell's tooltip.
+EFFICIENCY_JS = """Array.from(document.querySelectorAll('table.efficiency')).map(function (t) {
+  return {machine: t.closest('section').querySelector('h2').textContent,
+          headers: Array.from(t.querySelectorAll('th')).map(function (h) { return h.textContent; }),
+          rows: Array.from(t.querySelectorAll('tbody tr')).map(function (r) {
+            return {cells: Array.from(r.cells).map(function (c) { return c.textContent; }),
+                    eff_title: r.querySelector('td.eff').title, ceil_title: r.querySelector('td.ceil').title}; })};
+})"""
 
 
 @pytest.fixture(scope="session")
@@ -285,6 +317,18 @@ def visits(site: Path, browser: Browser) -> dict[str, PageVisit]:
             "document.querySelectorAll('img, iframe, object, embed, [onerror], [onload], [onclick], "
             "[onmouseover]').length")
         visit.hovers = {}
+        visit.figures = browser.evaluate(FIGURES_JS)
+        visit.efficiency = browser.evaluate(EFFICIENCY_JS)
+        if name == "roofline.html":
+            browser.screenshot(ARTIFACTS / "report_roofline.png")
+            # gpu-node · fp32 (fig-2): traces are the two roofs, then torch:cpu:fp32, torch:cuda:fp32 points
+            visit.hovers["gpu-point"] = hover(browser, "fig-2", 3, 0)
+            time.sleep(0.1)  # plotly throttles hover events on one chart (50 ms)
+            visit.hovers["gpu-roof"] = hover(browser, "fig-2", 1, 64)  # its last vertex (65 of them)
+        if name == "suite-training.html":
+            browser.screenshot(ARTIFACTS / "report_suite_training.png")
+            mfu = [f["id"] for f in visit.figures if f["kind"] == "mfu"]
+            visit.hovers["mfu"] = hover(browser, mfu[0], 1, 2) if mfu else None  # gpu-node, spec, cnn bf16
         if name == "suite-normalization.html":
             browser.screenshot(ARTIFACTS / "report_suite_normalization.png")
             # gpu-node throughput: curve 1 is torch:cuda:fp32 (baseline torch:cpu:fp32 comes first)
@@ -337,7 +381,8 @@ def test_index_lists_machines_runs_and_links(visits: dict[str, PageVisit], site:
                    "torch 2.13.0", "torch:cuda:bf16", "python:cpu:fp32", "lap2", "gpu0"):
         assert needle in text, needle
     html = site.read_text()
-    for link in ("suite-normalization.html", "suite-training.html", "machines.html", "history.html"):
+    for link in ("suite-normalization.html", "suite-training.html", "roofline.html", "machines.html",
+                 "history.html"):
         assert f'href="{link}"' in html
     assert 'id="filter"' in html
 
@@ -388,9 +433,13 @@ def test_hover_shows_the_full_record(visits: dict[str, PageVisit]):
     gpu = visits["suite-normalization.html"].hovers["gpu-cuda"]
     for needle in ("torch:cuda:fp32", "machine: gpu-node", "median:", "95% CI", "rounds: 30", "stop: ci-target",
                    "throughput:", "device peak 900 MiB", "nvml-counter",
+                   # the roofline block, in short lines (not flattened)
+                   "roofline: ", "TFLOP/s", "FLOP/B", "of the memory bound",
+                   "ceilings: measured (xpubench probe, " + D.PROBED,
                    # fields the report does not know yet are shown as they come
-                   "mfu: 0.21", "roofline.fraction_of_bound: 0.61", "roofline.intensity: 3.5"):
+                   "mfu: 0.21"):
         assert needle in gpu, needle
+    assert "roofline.fraction_of_bound" not in gpu
     assert "ESTIMATE, not measured" in visits["suite-normalization.html"].hovers["laptop-energy"]
     hostile = visits["suite-dropout.html"].hovers["hostile"]
     assert D.HOSTILE_CASE in hostile and D.HOSTILE_MACHINE in hostile
@@ -415,9 +464,163 @@ def test_every_figure_is_a_valid_plotly_figure(tmp_path: Path):
     for doc in D.site_runs(nights=2):
         D.write_run(root, doc)
     model = pages.Model(load_runs([root]).runs, [], None, "t", 0.05, {})
-    built = [pages.suite_page(model, s) for s in model.suites] + [pages.machines_page(model),
-                                                                  pages.history_page(model)]
+    built = [pages.suite_page(model, s) for s in model.suites] + [
+        pages.roofline_page(model), pages.machines_page(model), pages.history_page(model)]
     figs = [f for p in built for f in p.figs]
     assert len(figs) > 20
+    assert len(built[-3].figs) == EXPECTED_PLOTS["roofline.html"]  # the roofline charts are checked too
     for f in figs:
         go.Figure(data=f["data"], layout=f["layout"])  # raises ValueError on an unknown property
+
+
+# --------------------------------------------------------------------------- roofline, efficiency, MFU
+def _fig(visit: PageVisit, title: str) -> dict:
+    hits = [f for f in visit.figures if f["title"] == title]
+    assert len(hits) == 1, (title, [f["title"] for f in visit.figures])
+    return hits[0]
+
+
+def test_roofline_charts_draw_ceilings_and_points(visits: dict[str, PageVisit]):
+    v = visits["roofline.html"]
+    hostile_title = f"Roofline: {esc(D.HOSTILE_MACHINE)} · fp32"  # escaped for plotly, drawn as text
+    assert [f["title"] for f in v.figures] == [
+        hostile_title, "Roofline: gpu-node · fp32", "Roofline: gpu-node · tf32",
+        "Roofline: gpu-node · bf16", "Roofline: laptop · fp32", "Roofline: laptop · bf16"]
+    assert f"Roofline: {D.HOSTILE_MACHINE} · fp32" in v.svg_text
+    for f in v.figures:
+        assert f["kind"] == "roofline"
+        assert (f["xtype"], f["ytype"]) == ("log", "log")
+        assert "FLOP/byte" in f["xtitle"] and "FLOP/s" in f["ytitle"]
+        assert any(t.endswith("FLOP/s") for t in f["ticks"]), f["ticks"]  # y ticks carry the unit
+    gpu = _fig(v, "Roofline: gpu-node · fp32")
+    roofs = [t for t in gpu["traces"] if t["mode"] == "lines"]
+    points = [t for t in gpu["traces"] if t["mode"] == "markers"]
+    assert [t["name"] for t in roofs] == ["torch:cpu fp32 roof (measured)", "torch:cuda fp32 roof (measured)"]
+    assert all(t["dash"] == "solid" for t in roofs)
+    assert [t["name"] for t in points] == ["torch:cpu:fp32", "torch:cuda:fp32"]
+    # torch:cpu:fp32: 2 normalization cases + cnn_step; torch:cuda:fp32: 2 normalization + 2 training
+    assert [len(t["x"]) for t in points] == [3, 4]
+    assert gpu["lines"] == 2 and gpu["points"] == 7  # drawn in the SVG, not just in the data
+    # the CUDA roof is min(measured fp32 matmul peak, intensity x best of copy/triad)
+    cuda = D.GPU_CEILINGS["ceilings"]["torch:cuda"]
+    peak, bw = cuda["matmul_flops_per_s"]["fp32"], max(cuda["copy_bytes_per_s"], cuda["triad_bytes_per_s"])
+    for x, y in zip(roofs[1]["x"], roofs[1]["y"]):
+        assert y == pytest.approx(min(peak, x * bw))
+    assert max(roofs[1]["y"]) == pytest.approx(peak) and peak / bw in roofs[1]["x"]  # the ridge is on it
+    hostile = _fig(v, hostile_title)
+    assert [t["mode"] for t in hostile["traces"]] == ["markers"] and hostile["points"] == 1
+    assert any("xpubench probe" in a for a in hostile["annotations"])
+    # hover: the point's numbers; the roof's peak and bandwidth
+    point = v.hovers["gpu-point"]
+    for needle in ("torch:cuda:fp32", "achieved:", "TFLOP/s", "intensity:", "fraction of bound:", "%",
+                   "ceilings: measured"):
+        assert needle in point, needle
+    assert "matmul peak 51 TFLOP/s" in v.hovers["gpu-roof"] and "bandwidth 2.9 TB/s" in v.hovers["gpu-roof"]
+    # the ceilings are listed, and the page is reachable from every page's nav
+    assert "fp32 51 TFLOP/s" in v.text and "No measured ceilings" in v.text
+    assert "Roofline" in visits["index.html"].text
+
+
+def _rows(visit: PageVisit, machine: str) -> dict[tuple[str, str], dict]:
+    tables = [t for t in visit.efficiency if t["machine"] == f"Machine {machine}"]
+    assert len(tables) == 1
+    return {(r["cells"][0], r["cells"][2]): r for r in tables[0]["rows"]}
+
+
+def _fraction(machine: str, suite: str, case: str, backend: str) -> float:
+    """fraction_of_bound that attach_roofline computed for the latest run's record."""
+    doc = [d for d in D.site_runs() if d["machine"]["machine_id"] == machine][-1]
+    m = next(m for m in doc["measurements"]
+             if (m["suite"], m["case"], m["backend"]) == (suite, case, backend))
+    return m["roofline"]["fraction_of_bound"]
+
+
+def test_efficiency_column_shows_percent_or_dash(visits: dict[str, PageVisit]):
+    from bench.report.records import fmt_pct
+
+    norm = visits["suite-normalization.html"]
+    headers = norm.efficiency[0]["headers"]
+    assert headers[:9] == ["case", "mode", "backend", "median", "±95% CI", "throughput", "FLOP/s", "% of bound",
+                           "bound"] and headers[-1] == "ceilings" and "MFU measured" not in headers
+    eff = headers.index("% of bound")
+    gpu = _rows(norm, "gpu-node")
+    row = gpu[("layernorm[b=8,t=512,d=768]", "torch:cuda:fp32")]
+    expected = _fraction("gpu-node", "normalization", "layernorm[b=8,t=512,d=768]", "torch:cuda:fp32")
+    assert 0 < expected < 1 and row["cells"][eff] == fmt_pct(expected) and row["cells"][eff].endswith("%")
+    assert row["cells"][eff + 1] == "memory" and row["cells"][-1] == "measured"
+    assert "of the memory bound" in row["eff_title"] and "measured (xpubench probe" in row["eff_title"]
+    assert row["cells"][headers.index("FLOP/s")].endswith("TFLOP/s")
+    # no ceilings for jax:cpu on the laptop (only torch was probed): unknown, never 0
+    lap = _rows(norm, "laptop")
+    jax = lap[("layernorm[b=8,t=512,d=768]", "jax:cpu:fp32")]
+    assert jax["cells"][eff] == "–" and jax["cells"][-1] == "none" and "xpubench probe" in jax["ceil_title"]
+    assert lap[("layernorm[b=8,t=512,d=768]", "torch:cpu:fp32")]["cells"][eff].endswith("%")
+    # an old file without ceilings or roofline blocks, and a pytest-benchmark file without FLOPs
+    hostile = _rows(visits["suite-dropout.html"], D.HOSTILE_MACHINE)
+    assert [r["cells"][eff] for r in hostile.values()] == ["–"]
+    assert [r["cells"][eff] for r in _rows(visits["suite-pytest.html"], "ci-runner").values()] == ["–", "–"]
+
+
+def test_training_page_shows_mfu(visits: dict[str, PageVisit]):
+    from bench.report.records import fmt_pct
+
+    v = visits["suite-training.html"]
+    mfu = [f for f in v.figures if f["kind"] == "mfu"]
+    assert len(mfu) == 2  # one per machine: gpu-node, laptop
+    gpu = mfu[0]
+    assert [t["name"] for t in gpu["traces"]] == ["MFU vs measured peak (xpubench probe)", "MFU vs spec-sheet peak"]
+    assert gpu["bars"] == 9  # 5 measured + 4 spec (the CPU has no spec-sheet row)
+    assert mfu[1]["bars"] == 2 and [t["name"] for t in mfu[1]["traces"]][0].startswith("MFU vs measured")
+    assert "PaLM" in gpu["caption"] and "model FLOPs" in gpu["caption"]
+    assert "torch:cuda:bf16" in v.hovers["mfu"] and "spec peak 989 TFLOP/s (H100 SXM)" in v.hovers["mfu"]
+    rows = _rows(v, "gpu-node")
+    headers = v.efficiency[0]["headers"]
+    assert {"MFU measured", "MFU spec"} <= set(headers)
+    doc = [d for d in D.site_runs() if d["machine"]["machine_id"] == "gpu-node"][-1]
+    rec = next(m for m in doc["measurements"]
+               if (m["case"], m["backend"]) == ("transformer_step[d=256,l=2]", "torch:cuda:bf16"))
+    cells = rows[("transformer_step[d=256,l=2]", "torch:cuda:bf16")]["cells"]
+    assert cells[headers.index("MFU measured")] == fmt_pct(rec["roofline"]["mfu_measured"])
+    assert cells[headers.index("MFU spec")] == fmt_pct(rec["roofline"]["mfu_spec"])
+    assert rows[("cnn_step[n=32]", "torch:cpu:fp32")]["cells"][headers.index("MFU spec")] == "–"
+
+
+def test_old_files_get_roofline_from_their_embedded_ceilings(tmp_path: Path):
+    """A file with top-level ceilings but no roofline blocks: the report works them out itself."""
+    from bench.report import pages
+    from bench.report.records import fmt_pct
+    from bench.roofline import roofline_fields
+
+    doc = D.site_runs(nights=1)[0]  # laptop, night 0: no ceilings, no roofline blocks
+    assert "ceilings" not in doc and all("roofline" not in m for m in doc["measurements"])
+    doc["ceilings"] = D.LAPTOP_CEILINGS
+    root = tmp_path / "results"
+    D.write_run(root, doc)
+    model = pages.Model(load_runs([root]).runs, [], None, "t", 0.05, {})
+    entries = model.latest_entries("laptop", "normalization")
+    html = pages.efficiency_section(entries, "laptop", training=False)
+    rec = next(m for m in doc["measurements"] if m["backend"] == "torch:cpu:bf16")
+    expected = roofline_fields(rec, D.LAPTOP_CEILINGS, None)["fraction_of_bound"]
+    assert expected and f">{fmt_pct(expected)}</td>" in html
+    assert ">–</td>" in html  # jax:cpu:fp32 still unknown
+    assert len(pages.roofline_page(model).figs) == 2  # fp32 and bf16
+
+
+def test_spec_sheet_roofs_are_dashed_and_labelled(tmp_path: Path):
+    """A GPU machine never probed: roofs and fractions come from the spec sheet, and say so."""
+    from bench.report import pages
+    from bench.roofline import attach_roofline
+
+    doc = [d for d in D.site_runs(nights=1) if d["machine"]["machine_id"] == "gpu-node"][0]
+    attach_roofline(doc, None)  # the NVML name "NVIDIA H100 80GB HBM3" matches the H100 SXM row
+    root = tmp_path / "results"
+    D.write_run(root, doc)
+    model = pages.Model(load_runs([root]).runs, [], None, "t", 0.05, {})
+    page = pages.roofline_page(model)
+    bf16 = next(f for f in page.figs if f["layout"]["title"]["text"] == "Roofline: gpu-node · bf16")
+    roofs = [t for t in bf16["data"] if t["mode"] == "lines"]
+    assert [t["name"] for t in roofs] == ["torch:cuda bf16 roof (spec: H100 SXM)"]
+    assert roofs[0]["line"]["dash"] == "dash" and max(roofs[0]["y"]) == pytest.approx(989.4e12)
+    html = pages.efficiency_section(model.latest_entries("gpu-node", "normalization"), "gpu-node", training=False)
+    assert ">spec: H100 SXM</td>" in html and "spec sheet: H100 SXM" in html  # cell and its tooltip
+    assert ">none</td>" in html  # the CPU: no probe, no spec-sheet row

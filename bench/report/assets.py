@@ -42,6 +42,8 @@ th, td { border:1px solid var(--line); padding:4px 8px; text-align:left; vertica
 th { background:#eef1f5; font-weight:600; position:sticky; top:44px; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 td.reason { max-width:560px; overflow-wrap:anywhere; }
+table.efficiency td.eff, table.efficiency td.mfu { font-weight:600; }
+td[title], th[title] { cursor:help; }
 .status { font-weight:600; white-space:nowrap; }
 .status-ok { color:var(--good); } .status-skipped { color:var(--warn); }
 .status-oom, .status-timeout, .status-crashed, .status-diverged, .status-error { color:var(--bad); }

@@ -3,8 +3,9 @@
 One small function per chart; each takes measurement entries and returns a
 :class:`Fig` or None when there is nothing to draw. Figures are built as plain
 JSON-ready dicts (no ``plotly.graph_objects``: validating thousands of points
-in Python would cost seconds) and drawn by plotly.js in the page. A new chart,
-e.g. a roofline, is one more function here plus one call in ``pages.py``.
+in Python would cost seconds) and drawn by plotly.js in the page. A new chart
+is one more function here plus one call in ``pages.py`` (the roofline chart
+lives in ``roofline.py``).
 
 All strings from results files pass through :func:`records.esc`.
 """
@@ -278,6 +279,66 @@ def energy_bars(entries: Sequence[Entry], unit: str, *, baseline: str | None = N
         fig.caption = ("Energy over the timed window divided by the work done. Hatched bars are estimates "
                        "(modelled, not measured); the method of each bar is in its hover text.")
     return fig
+
+
+# --------------------------------------------------------------------------- MFU
+MFU_CAPTION = ("MFU, model FLOPs utilization (PaLM, Chowdhery et al. 2022, appendix B): the FLOPs the model "
+               "needs per training step (forward and backward, recomputation not counted) divided by the median "
+               "step time, over the peak matmul FLOP/s of the device at that precision. Solid bars: against the "
+               "peak xpubench probe measured on this machine; hatched bars: against the vendor spec-sheet peak. "
+               "A missing bar means that peak is unknown (no probe for the device, or no spec-sheet row, e.g. "
+               "CPUs).")
+
+
+def mfu_bars(entries: Sequence[Entry]) -> Fig | None:
+    """MFU of each training case x backend, against the measured and the spec-sheet peak."""
+    rows = []
+    for e in entries:
+        rf = R.roofline_block(e.m)
+        if not R.is_ok(e.m) or rf is None:
+            continue
+        mm, ms = R.num(rf.get("mfu_measured")), R.num(rf.get("mfu_spec"))
+        if mm is not None or ms is not None:
+            rows.append((e, rf, mm, ms))
+    if not rows:
+        return None
+    backends = _backend_order({e.m.get("backend", "") for e, *_ in rows})
+    rows.sort(key=lambda r: (R.case_label(r[0].m), backends.index(r[0].m.get("backend", ""))))
+    x = [[esc(R.case_label(e.m)) for e, *_ in rows], [esc(e.m.get("backend", "")) for e, *_ in rows]]
+    traces = []
+    for idx, (label, col, shape) in enumerate((("MFU vs measured peak (xpubench probe)", "#1f5fbf", ""),
+                                               ("MFU vs spec-sheet peak", "#7fa7e0", "/"))):
+        ys, hovers = [], []
+        for e, rf, mm, ms in rows:
+            v = (mm, ms)[idx]
+            ys.append(_r(v))
+            ach = R.fmt_si(rf.get("achieved_flops_per_s"), "FLOP/s")
+            if idx == 0:
+                peak_text = ("measured matmul peak " + R.fmt_si(R.num(rf.get("peak_flops_per_s")), "FLOP/s")
+                             if R.ceilings_kind(rf) == "measured" else "no measured peak for this device")
+            else:
+                spec = R.num(rf.get("spec_peak_flops_per_s"))
+                peak_text = (f"spec peak {R.fmt_si(spec, 'FLOP/s')} ({esc(rf.get('spec_name') or '?')})"
+                             if spec is not None else "no spec-sheet peak for this device")
+            hovers.append(f"<b>{esc(R.case_label(e.m))}</b><br>{esc(e.m.get('backend', ''))}"
+                          f"<br>{label}: {R.fmt_pct(v)}<br>achieved {ach} (model FLOPs per step ÷ median step "
+                          f"time)<br>{peak_text}<br>median step: {R.fmt_time(R.median_time(e.m))}")
+        traces.append({"type": "bar", "name": label, "x": x, "y": ys, "hovertext": hovers,
+                       "hovertemplate": "%{hovertext}<extra></extra>",
+                       "text": [R.fmt_pct(v) if v is not None else "" for v in ys], "textposition": "outside",
+                       "cliponaxis": False,
+                       "marker": {"color": col, "line": {"color": "#1f3d7a", "width": 1},
+                                  "pattern": {"shape": shape, "fillmode": "overlay", "solidity": 0.4}}})
+    vals = [v for *_, mm, ms in rows for v in (mm, ms) if v is not None]
+    lay = layout("MFU: model FLOPs utilization (higher is better)", "case / backend",
+                 "MFU (% of peak FLOP/s)", barmode="group", bargap=0.3, height=480)
+    lay["xaxis"].update(type="multicategory", tickangle=-30)
+    top = max(vals)
+    digits = 0 if top >= 0.05 else 1 if top >= 0.005 else 2  # small MFUs still get distinct ticks
+    lay["yaxis"].update(tickformat=f".{digits}%", range=[0, top * 1.18])
+    lay["yaxis"].pop("exponentformat", None)
+    search = " ".join(sorted({R.case_label(e.m) for e, *_ in rows} | set(backends) | {"MFU"}))
+    return Fig({"data": traces, "layout": lay}, caption=MFU_CAPTION, search=search, kind="mfu")
 
 
 # --------------------------------------------------------------------------- speedup heatmap

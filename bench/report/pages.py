@@ -1,4 +1,9 @@
-"""The static site: index, one comparison page per suite, machines, history.
+"""The static site: index, one comparison page per suite, roofline, machines, history.
+
+Suite pages end each machine's section with an efficiency table (percent of the
+roofline bound, MFU on training); ``roofline.html`` has one roofline chart per
+machine and precision. Records from files written before the roofline blocks
+existed get theirs worked out here, against the ceilings their run embedded.
 
 Pages are assembled from small HTML helpers; every value from a results file
 goes through :func:`records.esc` (text) or :func:`records.attr` (attributes),
@@ -17,16 +22,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from urllib.parse import quote
+
 from bench import compare
 from bench.report import assets, figures as F
 from bench.report import records as R
+from bench.report import roofline as RL
 from bench.report.load import LoadedRun, LoadResult
 from bench.report.records import attr, esc
+from bench.roofline import MFU_SUITES, roofline_fields
 
 GENERATOR = "xpubench report"
 INDEX = "index.html"
 MACHINES = "machines.html"
 HISTORY = "history.html"
+ROOFLINE = "roofline.html"
 
 Key = tuple[str, str, str, str]  # suite, case, mode, backend (within one machine)
 
@@ -44,15 +54,29 @@ class Model:
     suite_thresholds: dict[str, float]
     latest: dict[str, dict[Key, F.Entry]] = field(default_factory=dict)  # machine -> key -> entry
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest machine block
+    ceilings: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest embedded ceilings
     suites: list[str] = field(default_factory=list)
     suite_pages: dict[str, str] = field(default_factory=dict)  # suite -> file name
 
     def __post_init__(self) -> None:
+        run_ceilings: dict[tuple[str, Key], dict | None] = {}
         for run in self.runs:  # oldest first: newer measurements overwrite older ones
             self.machines[run.machine_id] = run.machine
+            ceilings = run.data.get("ceilings") if isinstance(run.data.get("ceilings"), dict) else None
+            if ceilings:
+                self.ceilings[run.machine_id] = ceilings
             slot = self.latest.setdefault(run.machine_id, {})
+            label = run_label(run)
             for m in run.measurements:
-                slot[_key(m)] = F.Entry(m, run.machine_id, run_label(run))
+                k = _key(m)
+                slot[k] = F.Entry(m, run.machine_id, label)
+                run_ceilings[(run.machine_id, k)] = ceilings
+        # Files written before the roofline existed have no ``roofline`` blocks: work them out
+        # here against the ceilings their own run embedded (none: fractions stay unknown).
+        for mid, slot in self.latest.items():
+            for k, e in slot.items():
+                if R.roofline_block(e.m) is None and (e.m.get("flops_per_step") or e.m.get("bytes_per_step")):
+                    e.m = {**e.m, "roofline": roofline_fields(e.m, run_ceilings[(mid, k)], None)}
         self.suites = sorted({str(m.get("suite", "")) for r in self.runs for m in r.measurements})
         used: set[str] = set()
         for s in self.suites:
@@ -101,18 +125,26 @@ def status_cell(st: str) -> str:
     return f'<td class="status status-{cls}">{esc(st)}</td>'
 
 
-def table(headers: Sequence[str], rows: Iterable[tuple[str, str]], *, empty: str = "none") -> str:
-    """``rows``: (search text, inner HTML of the <tr>) pairs; cells already escaped."""
+def table(headers: Sequence[str], rows: Iterable[tuple[str, str]], *, empty: str = "none",
+          titles: Mapping[str, str] | None = None, cls: str = "") -> str:
+    """``rows``: (search text, inner HTML of the <tr>) pairs; cells already escaped.
+
+    ``titles``: header -> tooltip explaining the column.
+    """
     body = "".join(f'<tr data-filter="{attr(s)}">{cells}</tr>' for s, cells in rows)
     if not body:
         return f'<p class="empty">{esc(empty)}</p>'
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def td(value: Any, cls: str = "") -> str:
+    titles = titles or {}
+    head = "".join(f'<th title="{attr(titles[h])}">{esc(h)}</th>' if h in titles else f"<th>{esc(h)}</th>"
+                   for h in headers)
     c = f' class="{cls}"' if cls else ""
-    return f"<td{c}>{esc('' if value is None else value)}</td>"
+    return f"<table{c}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def td(value: Any, cls: str = "", title: str | None = None) -> str:
+    c = f' class="{cls}"' if cls else ""
+    t = f' title="{attr(title)}"' if title else ""
+    return f"<td{c}{t}>{esc('' if value is None else value)}</td>"
 
 
 class Page:
@@ -142,7 +174,7 @@ class Page:
     def render(self) -> str:
         model = self.model
         nav = [(INDEX, "Overview")] + [(model.suite_pages[s], s) for s in model.suites] + [
-            (MACHINES, "Machines"), (HISTORY, "History")]
+            (ROOFLINE, "Roofline"), (MACHINES, "Machines"), (HISTORY, "History")]
         links = "".join(
             f'<a href="{attr(href)}"{" class=active" if href == self.file_name else ""}>{esc(label)}</a>'
             for href, label in nav)
@@ -304,6 +336,7 @@ def suite_figures(entries: Sequence[F.Entry], baseline: str | None) -> list[tupl
     if baseline:
         figs.append((F.speedup_heatmap(entries, baseline), True))
     figs.append((F.precision_scatter(entries), False))
+    figs.append((F.mfu_bars(entries), True))
     figs.append((F.memory_bars(entries, baseline=baseline), False))
     for u in _units(entries):
         figs.append((F.energy_bars(entries, u, baseline=baseline), False))
@@ -313,7 +346,9 @@ def suite_figures(entries: Sequence[F.Entry], baseline: str | None) -> list[tupl
 def suite_page(model: Model, suite: str) -> Page:
     page = Page(model, model.suite_pages[suite], f"Suite: {suite}")
     page.add('<p class="lead">Latest run of each machine: throughput by backend, speedup against a '
-             "baseline backend, reduced-precision trade-offs, peak memory and energy. Hover a bar for "
+             "baseline backend, reduced-precision trade-offs, peak memory and energy"
+             + (", MFU" if suite in MFU_SUITES else "")
+             + ", and a table of every case with its efficiency against the roofline. Hover a bar for "
              "the full record.</p>")
     all_entries: list[F.Entry] = []
     for mid in model.machine_ids:
@@ -336,9 +371,125 @@ def suite_page(model: Model, suite: str) -> Page:
         cards = [page.figure(f, wide=w) for f, w in suite_figures(entries, baseline)]
         parts.append('<div class="grid">' + "".join(cards) + "</div>" if cards
                      else '<p class="empty">No ok measurements to plot.</p>')
+        parts.append(efficiency_section(entries, mid, training=suite in MFU_SUITES))
         parts.append("</section>")
         page.add("".join(parts))
     page.add(status_table(all_entries, "Latest run of each machine, this suite."))
+    return page
+
+
+EFFICIENCY_TITLES = {
+    "±95% CI": "half-width of the 95% confidence interval of the median, relative to the median",
+    "FLOP/s": "achieved: FLOPs per step (the workload's declared work) ÷ median step time",
+    "% of bound": "achieved FLOP/s (or bytes/s for pure data movement) as a percent of the roofline bound "
+                  "min(matmul peak, intensity × bandwidth) at this precision; – where FLOPs, bytes or the "
+                  "ceilings are unknown. Hover a cell for the bound and the ceilings used.",
+    "bound": "which roof binds at this case's arithmetic intensity: memory (slope) or compute (flat)",
+    "MFU measured": "model FLOPs utilization (PaLM) against the matmul peak xpubench probe measured",
+    "MFU spec": "model FLOPs utilization (PaLM) against the vendor spec-sheet peak",
+    "ceilings": "where the peaks came from: measured by xpubench probe on this machine, the vendor spec "
+                "sheet, or none (run xpubench probe)",
+}
+
+
+def _ceilings_label(rf: Mapping[str, Any] | None) -> str:
+    kind = R.ceilings_kind(rf)
+    if kind == "spec" and rf and rf.get("spec_name"):
+        return f"spec: {rf['spec_name']}"
+    return kind
+
+
+def _efficiency_row(e: F.Entry, training: bool) -> tuple[str, str]:
+    m = e.m
+    rf = R.roofline_block(m) or {}
+    med, ci, thr = R.median_time(m), R.time_ci(m), R.throughput(m)
+    ci_text = f"±{(ci[1] - ci[0]) / 2 / med:.1%}" if ci and med else R.DASH
+    frac = R.num(rf.get("fraction_of_bound"))
+    source = str(rf.get("ceilings_source") or "no FLOPs or bytes recorded")
+    bound = R.num(rf.get("bound_flops_per_s"))
+    if frac is not None:
+        frac_title = (f"{R.fmt_pct(frac)} of the {rf.get('bound_kind') or 'unknown'} bound"
+                      + (f" {R.fmt_si(bound, 'FLOP/s')}" if bound is not None else "")
+                      + (f" at {R.num(rf.get('intensity')):.3g} FLOP/byte" if R.num(rf.get("intensity")) else "")
+                      + f"; ceilings: {source}")
+    else:
+        frac_title = f"unknown; ceilings: {source}"
+    cells = (td(R.case_name(m)) + td(m.get("mode")) + td(m.get("backend"))
+             + td(R.fmt_time(med), "num") + td(ci_text, "num")
+             + td(f"{F.si(thr)} {R.unit(m)}/s" if thr else R.DASH, "num")
+             + td(R.fmt_si(rf.get("achieved_flops_per_s"), "FLOP/s"), "num")
+             + td(R.fmt_pct(frac), "num eff", title=frac_title)
+             + td(rf.get("bound_kind") or R.DASH))
+    if training:
+        peak = R.num(rf.get("peak_flops_per_s"))
+        measured_title = (f"of the measured matmul peak {R.fmt_si(peak, 'FLOP/s')}; ceilings: {source}"
+                          if R.ceilings_kind(rf) == "measured" and peak else f"no measured peak; ceilings: {source}")
+        cells += (td(R.fmt_pct(rf.get("mfu_measured")), "num mfu", title=measured_title)
+                  + td(R.fmt_pct(rf.get("mfu_spec")), "num mfu",
+                       title=(f"of the spec-sheet peak {R.fmt_si(rf.get('spec_peak_flops_per_s'), 'FLOP/s')} "
+                              f"({rf.get('spec_name')})" if rf.get("spec_name") else "no spec-sheet row")))
+    cells += td(_ceilings_label(rf) if rf else R.DASH, "ceil", title=source)
+    return (f"{e.machine_id} {R.case_label(m)} {m.get('backend')}", cells)
+
+
+def efficiency_section(entries: Sequence[F.Entry], machine_id: str, *, training: bool) -> str:
+    """Every ok case of one machine and suite: time, throughput, achieved FLOP/s, % of the roofline bound."""
+    ok = [e for e in entries if R.is_ok(e.m)]
+    if not ok:
+        return ""
+    order = F._backend_order(e.m.get("backend", "") for e in ok)
+    ok.sort(key=lambda e: (R.case_label(e.m), order.index(e.m.get("backend", ""))))
+    headers = ["case", "mode", "backend", "median", "±95% CI", "throughput", "FLOP/s", "% of bound", "bound"]
+    if training:
+        headers += ["MFU measured", "MFU spec"]
+    headers.append("ceilings")
+    link = f"{ROOFLINE}#q={quote(machine_id, safe='')}"
+    return (f'<h3>Efficiency: every case against the roofline</h3><p class="muted">Percent of the roofline '
+            f'bound each case reached (hover a cell for the bound and the ceilings used); – where it cannot be '
+            f'known. <a href="{attr(link)}">Roofline charts of this machine</a>.</p>'
+            + table(headers, (_efficiency_row(e, training) for e in ok), titles=EFFICIENCY_TITLES,
+                    cls="efficiency"))
+
+
+def _ceilings_table(ceilings: Mapping[str, Any] | None) -> str:
+    entries = (ceilings or {}).get("ceilings")
+    if not isinstance(entries, dict) or not entries:
+        return ('<p class="note">No measured ceilings in this machine\'s latest runs: run <code>xpubench probe</code> '
+                "on it. Roofs come from the vendor spec sheet where a GPU/TPU name matched, otherwise there are "
+                "none.</p>")
+    rows = []
+    for key, entry in sorted(entries.items()):
+        if not isinstance(entry, dict):
+            continue
+        peaks = entry.get("matmul_flops_per_s") if isinstance(entry.get("matmul_flops_per_s"), dict) else {}
+        peak_text = " · ".join(f"{p} {R.fmt_si(v, 'FLOP/s')}" for p, v in peaks.items() if R.num(v))
+        cells = (td(key) + td(peak_text or R.DASH) + td(R.fmt_si(entry.get("copy_bytes_per_s"), "B/s"), "num")
+                 + td(R.fmt_si(entry.get("triad_bytes_per_s"), "B/s"), "num")
+                 + td(entry.get("measured_at") or ceilings.get("measured_at") or ""))
+        rows.append((str(key), cells))
+    return table(["device", "matmul peak per precision", "copy", "triad", "measured at"], rows)
+
+
+def roofline_page(model: Model) -> Page:
+    page = Page(model, ROOFLINE, "Roofline")
+    page.add('<p class="lead">Achieved FLOP/s of every case (latest run of each machine) at its arithmetic '
+             "intensity, against the ceilings <code>xpubench probe</code> measured on that machine: one chart "
+             f"per machine and precision.</p><p class=\"muted\">{esc(RL.EXPLANATION)}</p>")
+    drawn = 0
+    for mid in model.machine_ids:
+        ok = [e.m for e in model.latest_entries(mid) if R.is_ok(e.m)]
+        doc = {"machine": {"machine_id": mid}, "ceilings": model.ceilings.get(mid), "measurements": ok}
+        groups = sorted(RL.roofline_groups([doc]), key=lambda g: (F._precision_rank(g[1]), g[1]))
+        if not groups:
+            continue
+        cards = [page.figure(RL.roofline_fig(recs, ceilings, mid, prec)) for _, prec, recs, ceilings in groups]
+        drawn += len(cards)
+        page.add(f'<section data-filter="{attr(mid)}"><h2>Machine {esc(mid)}</h2>'
+                 f'<h3>Ceilings</h3>{_ceilings_table(model.ceilings.get(mid))}'
+                 f'<div class="grid">{"".join(cards)}</div></section>')
+    if not drawn:
+        page.add('<p class="empty">No measurement records both FLOPs and bytes per step: nothing to place on a '
+                 "roofline.</p>")
     return page
 
 
@@ -453,6 +604,8 @@ def index_page(model: Model) -> Page:
         links.append(f'<li data-filter="{attr(s)}"><a href="{attr(model.suite_pages[s])}">{esc(s)}</a> '
                      f'<span class="muted">{cases} cases, {len({e.m.get("backend") for e in es})} backends'
                      f'{f", {bad} not ok" if bad else ""}</span></li>')
+    links.append(f'<li><a href="{ROOFLINE}">Roofline</a> <span class="muted">achieved FLOP/s against the measured '
+                 "ceilings, per machine and precision</span></li>")
     links.append(f'<li><a href="{MACHINES}">Machines</a> <span class="muted">the same case across machines</span></li>')
     links.append(f'<li><a href="{HISTORY}">History</a> <span class="muted">medians over time, flagged changes</span></li>')
     page.add("<h2>Pages</h2><ul class=\"links\">" + "".join(links) + "</ul>")
@@ -526,7 +679,7 @@ def write_site(result: LoadResult, out_dir: Path, *, baseline: str | None = None
     assets.write_assets(out_dir)
     F.use_palette({str(m.get("backend", "")) for r in model.runs for m in r.measurements} | set(model.machines))
     pages = [index_page(model)] + [suite_page(model, s) for s in model.suites] + [
-        machines_page(model), history_page(model)]
+        roofline_page(model), machines_page(model), history_page(model)]
     _remove_stale_pages(out_dir, {p.file_name for p in pages})
     for p in pages:
         p.write(out_dir)

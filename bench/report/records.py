@@ -157,7 +157,74 @@ def energy_per_unit(m: Record) -> tuple[float, str, bool] | None:
     return per_unit, str(e.get("method") or "unknown"), is_estimate(e)
 
 
+def roofline_block(m: Record) -> dict[str, Any] | None:
+    """The record's ``roofline`` block (``bench.roofline.FIELDS``), or None."""
+    rf = m.get("roofline")
+    return rf if isinstance(rf, dict) else None
+
+
+def ceilings_kind(rf: Mapping[str, Any] | None) -> str:
+    """``measured`` | ``spec`` | ``none``: where a roofline block's peaks came from."""
+    src = str((rf or {}).get("ceilings_source") or "")
+    if src.startswith("measured"):
+        return "measured"
+    if src.startswith("spec"):
+        return "spec"
+    return "none"
+
+
 # --------------------------------------------------------------------------- formatting
+DASH = "\u2013"  # shown where a value is unknown (never 0)
+
+
+def fmt_pct(x: float | None) -> str:
+    """A fraction as a percent with 3 significant digits (``0.612`` -> ``61.2%``); en dash if unknown."""
+    x = num(x)
+    if x is None:
+        return DASH
+    p = x * 100
+    return f"{p:.0f}%" if abs(p) >= 100 else f"{p:.3g}%"
+
+
+def fmt_si(x: float | None, unit: str = "") -> str:
+    """``1.9e12, "FLOP/s"`` -> ``1.9 TFLOP/s``; en dash if unknown."""
+    x = num(x)
+    if x is None:
+        return DASH
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale * 0.9995:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}".rstrip()
+
+
+def roofline_lines(m: Record) -> list[str]:
+    """Roofline and MFU numbers of a record in two or three short lines (raw text)."""
+    rf = roofline_block(m)
+    if rf is None:
+        return []
+    af, ab, ai = num(rf.get("achieved_flops_per_s")), num(rf.get("achieved_bytes_per_s")), num(rf.get("intensity"))
+    if af is None and ab is None:
+        return []
+    achieved = " · ".join(x for x in (fmt_si(af, "FLOP/s") if af is not None else "",
+                                      fmt_si(ab, "B/s") if ab is not None else "",
+                                      f"{ai:.3g} FLOP/B" if ai is not None else "") if x)
+    lines = [f"roofline: {achieved}"]
+    frac = num(rf.get("fraction_of_bound"))
+    if frac is not None:
+        kind = rf.get("bound_kind") or "unknown"
+        bound = num(rf.get("bound_flops_per_s"))
+        lines.append(f"efficiency: {fmt_pct(frac)} of the {kind} bound"
+                     + (f" ({fmt_si(bound, 'FLOP/s')})" if bound is not None else "")
+                     + f" · ceilings: {rf.get('ceilings_source') or 'unknown'}")
+    else:
+        lines.append(f"efficiency: unknown · ceilings: {rf.get('ceilings_source') or 'unknown'}")
+    mm, ms = num(rf.get("mfu_measured")), num(rf.get("mfu_spec"))
+    if mm is not None or ms is not None:
+        spec = f" ({rf.get('spec_name')})" if rf.get("spec_name") else ""
+        lines.append(f"MFU: {fmt_pct(mm)} of the measured peak · {fmt_pct(ms)} of the spec peak{spec}")
+    return lines
+
+
 def fmt_time(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -209,12 +276,13 @@ def fmt_value(key: str, v: Any) -> str:
     return fmt_num(x)
 
 
-# Shown first, in this order and format, by the record view; every other field
-# (including ones added by later versions, e.g. ``mfu`` or ``roofline``) follows
-# flattened, so new numbers appear without code changes.
+# Shown first, in this order and format, by the record view (``roofline`` as the
+# short lines of :func:`roofline_lines`); every other field (including ones added
+# by later versions, e.g. ``mfu``) follows flattened, so new numbers appear
+# without code changes.
 _HEADLINE = {"suite", "case", "name", "params", "mode", "backend", "framework", "device", "precision",
              "status", "reason", "time_s", "unit", "units_per_step", "throughput_per_s", "memory",
-             "energy", "traceback", "size"}
+             "energy", "traceback", "size", "roofline"}
 _SKIP = {"samples", "traceback", "flags", "thread_env"}
 
 
@@ -279,6 +347,7 @@ def record_lines(m: Record, *, machine_id: str | None = None, run_label: str | N
                      + (f" · {per_unit[0]:.4g} J/{singular(unit(m))}" if per_unit else "")
                      + (f" · {fmt_num(num(e.get('avg_power_w')), ' W')} avg" if num(e.get("avg_power_w")) else "")
                      + f" (method: {e.get('method', 'unknown')}){tag}")
+    lines += roofline_lines(m)
     if not full:
         return lines
     extras: list[tuple[str, str]] = []

@@ -1,9 +1,11 @@
 """The roofline chart: one machine, one precision; log-log FLOP/s against FLOP/byte.
 
-The measured ceilings are drawn as roofs (memory slope ``intensity x bandwidth``
-up to the matmul peak), one per framework:device; each measurement with FLOPs and
-bytes is a point, hovering with its numbers. ``roofline_spec`` builds the figure as
-a plain JSON-ready dict (like the other figures of the report package);
+The ceilings are drawn as roofs (memory slope ``intensity x bandwidth`` up to the
+matmul peak), one per framework:device: solid where ``xpubench probe`` measured
+them, dashed where the vendor spec sheet stands in. Each measurement with FLOPs
+and bytes is a point (coloured like its backend everywhere in the report),
+hovering with its numbers. ``roofline_spec`` builds the figure as a plain
+JSON-ready dict (like the other figures of the report package);
 ``roofline_figure`` wraps it as a ``plotly.graph_objects.Figure``.
 
 All strings that come from results files are escaped.
@@ -11,31 +13,26 @@ All strings that come from results files are escaped.
 
 from __future__ import annotations
 
-import html
 import math
 from typing import TYPE_CHECKING, Any, Iterable
 
-from bench.roofline import backend_precision, device_ceilings, device_key, memory_bandwidth, roofline_fields
+from bench.report import figures as F
+from bench.report import records as R
+from bench.report.records import esc
+from bench.roofline import (backend_precision, device_ceilings, device_key, matmul_peak, memory_bandwidth,
+                            roofline_fields)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 ROOF_POINTS = 64
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x), quote=False)
-
-
-def _si(x: float | None, unit: str) -> str:
-    if x is None:
-        return "-"
-    for suffix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g} {suffix}{unit}"
-    return f"{x:.3g} {unit}"
+EXPLANATION = ("Log-log. Lines: the roofs min(matmul peak, intensity × memory bandwidth) of each device at "
+               "that precision; solid where xpubench probe measured them on this machine, dashed where the "
+               "vendor spec sheet stands in. Points: each case's achieved FLOP/s (FLOPs per step ÷ median step "
+               "time) at its arithmetic intensity (FLOPs ÷ bytes moved per step). A point on its roof runs as "
+               "fast as the hardware allows; the distance below it is the efficiency column of the suite pages.")
+CAPTION = ("Solid roofs: measured by xpubench probe; dashed: vendor spec sheet. Points coloured like their "
+           "backend (and its roof). Hover a point for its numbers.")
 
 
 def _fields(m: dict, ceilings: dict | None) -> dict:
@@ -44,21 +41,22 @@ def _fields(m: dict, ceilings: dict | None) -> dict:
 
 
 def _hover(m: dict, rf: dict) -> str:
-    med = (m.get("time_s") or {}).get("median")
-    frac = rf.get("fraction_of_bound")
+    med = R.median_time(m)
+    frac = R.num(rf.get("fraction_of_bound"))
     lines = [
-        f"<b>{_esc(m.get('case', m.get('name', '?')))}</b>",
-        f"{_esc(m.get('mode', ''))} · {_esc(m.get('backend', ''))}",
-        f"median step: {_si(med, 's') if med is not None else '-'}",
-        f"achieved: {_si(rf.get('achieved_flops_per_s'), 'FLOP/s')}, {_si(rf.get('achieved_bytes_per_s'), 'B/s')}",
-        f"intensity: {rf.get('intensity'):.3g} FLOP/B" if rf.get("intensity") else "intensity: -",
-        f"bound: {_si(rf.get('bound_flops_per_s'), 'FLOP/s')} ({_esc(rf.get('bound_kind') or 'unknown')})",
-        f"fraction of bound: {frac:.1%}" if frac is not None else "fraction of bound: -",
+        f"<b>{esc(R.case_name(m) or m.get('name', '?'))}</b>",
+        f"{esc(m.get('suite', ''))} · {esc(m.get('mode', ''))} · {esc(m.get('backend', ''))}",
+        f"median step: {R.fmt_time(med)}",
+        f"achieved: {R.fmt_si(rf.get('achieved_flops_per_s'), 'FLOP/s')} · "
+        f"{R.fmt_si(rf.get('achieved_bytes_per_s'), 'B/s')}",
+        f"intensity: {R.num(rf.get('intensity')):.3g} FLOP/byte" if R.num(rf.get("intensity")) else "intensity: –",
+        f"bound: {R.fmt_si(rf.get('bound_flops_per_s'), 'FLOP/s')} ({esc(rf.get('bound_kind') or 'unknown')})",
+        f"fraction of bound: {R.fmt_pct(frac)}",
+        f"ceilings: {esc(rf.get('ceilings_source') or 'unknown')}",
     ]
-    if rf.get("mfu_measured") is not None or rf.get("mfu_spec") is not None:
-        mm, ms = rf.get("mfu_measured"), rf.get("mfu_spec")
-        lines.append(f"MFU: {mm:.1%} measured" if mm is not None else "MFU: - measured")
-        lines[-1] += f", {ms:.1%} spec" if ms is not None else ""
+    mm, ms = R.num(rf.get("mfu_measured")), R.num(rf.get("mfu_spec"))
+    if mm is not None or ms is not None:
+        lines.append(f"MFU: {R.fmt_pct(mm)} measured peak · {R.fmt_pct(ms)} spec peak")
     return "<br>".join(lines)
 
 
@@ -71,88 +69,111 @@ def _roof_x(lo: float, hi: float, ridge: float) -> list[float]:
     return sorted(xs)
 
 
+def _roof(ceilings: dict | None, key: str, prec: str, rf: dict) -> tuple[float | None, float | None, str]:
+    """(peak FLOP/s, bandwidth B/s, source) of one device's roof: measured entry, else the record's peaks."""
+    entry = device_ceilings(ceilings, key)
+    if entry is not None:
+        return matmul_peak(entry.get("matmul_flops_per_s"), prec), memory_bandwidth(entry), "measured"
+    kind = R.ceilings_kind(rf)
+    source = f"spec: {rf.get('spec_name')}" if kind == "spec" and rf.get("spec_name") else kind
+    return R.num(rf.get("peak_flops_per_s")), R.num(rf.get("peak_bytes_per_s")), source
+
+
+def _log_ticks(lo: float, hi: float, label) -> tuple[list[float], list[str]]:
+    """Ticks at powers of ten, and at 2 and 5 times them when the axis spans three decades or less."""
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    steps = (1, 2, 5) if b - a <= 3 else (1,)
+    vals = [float(f"{k * 10.0 ** e:.3g}") for e in range(a, b + 1) for k in steps]
+    return vals, [label(v) for v in vals]
+
+
 def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) -> dict[str, Any]:
     """The chart as a plotly JSON dict: {"data": [...], "layout": {...}}.
 
     ``records``: measurements of one machine (one precision, usually); those with a
     ``roofline`` block use it, others are computed against ``ceilings``.
     ``ceilings``: that machine's ceilings document (``bench.ceilings``) or None.
+    ``title``: raw text (escaped here).
     """
     points: dict[str, list[tuple[float, float, str]]] = {}
-    roofs: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+    roofs: dict[tuple[str, str], tuple[float | None, float | None, str]] = {}
+    roof_backend: dict[tuple[str, str], str] = {}  # a backend on that device: the roof takes its colour
     left_out = 0
     for m in records:
         if not isinstance(m, dict) or m.get("status", "ok") != "ok":
             continue
         rf = _fields(m, ceilings)
-        x, y = rf.get("intensity"), rf.get("achieved_flops_per_s")
+        x, y = R.num(rf.get("intensity")), R.num(rf.get("achieved_flops_per_s"))
         if not x or not y:
             left_out += 1
             continue
         backend = str(m.get("backend", "?"))
         points.setdefault(backend, []).append((x, y, _hover(m, rf)))
-        key = device_key(backend) or backend
-        prec = backend_precision(m) or ""
-        entry = device_ceilings(ceilings, key)
-        peak = ((entry or {}).get("matmul_flops_per_s") or {}).get(prec) if entry else rf.get("peak_flops_per_s")
-        bw = memory_bandwidth(entry) if entry else rf.get("peak_bytes_per_s")
-        roofs.setdefault((key, prec), (peak, bw))
+        key = (device_key(backend) or backend, backend_precision(m) or "")
+        roof_backend.setdefault(key, backend)
+        if key not in roofs:
+            roofs[key] = _roof(ceilings, key[0], key[1], rf)
 
     xs_all = [p[0] for pts in points.values() for p in pts]
-    ridges = [pk / bw for pk, bw in roofs.values() if pk and bw]
+    ridges = [pk / bw for pk, bw, _ in roofs.values() if pk and bw]
     lo = min(xs_all + ridges, default=0.1) / 10
     hi = max(xs_all + ridges, default=100.0) * 10
 
+    backends = F._backend_order(points)
     data: list[dict[str, Any]] = []
-    for i, ((key, prec), (peak, bw)) in enumerate(sorted(roofs.items())):
-        color = COLORS[i % len(COLORS)]
-        label = _esc(f"{key} {prec} roof")
+    ys_all: list[float] = [p[1] for pts in points.values() for p in pts]
+    for i, ((key, prec), (peak, bw, source)) in enumerate(sorted(roofs.items())):
+        b = roof_backend[(key, prec)]
+        color = F.color(backends.index(b) if b in backends else i, b)
+        label = esc(f"{key} {prec} roof ({source})")
         if peak and bw:
             ridge = peak / bw
             xs = _roof_x(lo, hi, ridge)
             ys = [min(peak, x * bw) for x in xs]
-            hover = (f"{label}<br>matmul peak {_si(peak, 'FLOP/s')}<br>bandwidth {_si(bw, 'B/s')}"
-                     f"<br>ridge {ridge:.3g} FLOP/B")
+            hover = (f"<b>{label}</b><br>matmul peak {R.fmt_si(peak, 'FLOP/s')}<br>bandwidth {R.fmt_si(bw, 'B/s')}"
+                     f"<br>ridge {ridge:.3g} FLOP/byte")
         elif peak:  # no bandwidth: the flat roof alone
             xs, ys = [lo, hi], [peak, peak]
-            hover = f"{label}<br>matmul peak {_si(peak, 'FLOP/s')} (bandwidth unknown)"
+            hover = f"<b>{label}</b><br>matmul peak {R.fmt_si(peak, 'FLOP/s')} (bandwidth unknown)"
         elif bw:  # no matmul peak at this precision: the slope alone
             xs = _roof_x(lo, hi, 0.0)
             ys = [x * bw for x in xs]
-            hover = f"{label}<br>bandwidth {_si(bw, 'B/s')} (matmul peak unknown)"
+            hover = f"<b>{label}</b><br>bandwidth {R.fmt_si(bw, 'B/s')} (matmul peak unknown)"
         else:
             continue
-        data.append({"type": "scatter", "mode": "lines", "name": label, "x": xs, "y": ys,
-                     "line": {"color": color, "width": 2}, "hoverinfo": "text", "text": hover,
-                     "legendgroup": label})
-    for i, (backend, pts) in enumerate(sorted(points.items())):
-        data.append({"type": "scatter", "mode": "markers", "name": _esc(backend),
-                     "x": [p[0] for p in pts], "y": [p[1] for p in pts],
+        ys_all += [ys[0], ys[-1]]
+        data.append({"type": "scatter", "mode": "lines", "name": label,
+                     "x": xs, "y": ys,
+                     "line": {"color": color, "width": 2, "dash": "solid" if source == "measured" else "dash"},
+                     "hoverinfo": "text", "text": hover, "legendgroup": label})
+    for b in backends:
+        pts = points[b]
+        data.append({"type": "scatter", "mode": "markers", "name": esc(b),
+                     "x": [R.short_num(p[0]) for p in pts], "y": [R.short_num(p[1]) for p in pts],
                      "text": [p[2] for p in pts], "hoverinfo": "text",
-                     "marker": {"size": 9, "color": COLORS[(i + 3) % len(COLORS)], "symbol": "circle",
-                                "line": {"width": 1, "color": "#333"}}})
+                     "marker": {"size": 10, "color": F.color(backends.index(b), b), "symbol": "circle",
+                                "opacity": 0.9, "line": {"width": 1, "color": "#333"}}})
     annotations = []
-    if not roofs or not any(pk or bw for pk, bw in roofs.values()):
+    if not any(pk or bw for pk, bw, _ in roofs.values()):
         annotations.append({"text": "no measured ceilings: run `xpubench probe`", "showarrow": False,
                             "xref": "paper", "yref": "paper", "x": 0.01, "y": 0.99, "xanchor": "left"})
     if left_out:
         annotations.append({"text": f"{left_out} measurement(s) without FLOPs and bytes not shown",
                             "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.99, "y": 0.01,
                             "xanchor": "right", "font": {"size": 10, "color": "#666"}})
-    layout = {
-        "title": {"text": _esc(title), "x": 0.0, "xanchor": "left", "font": {"size": 15}},
-        "height": 460,
-        "margin": {"l": 70, "r": 30, "t": 56, "b": 50},
-        "font": {"family": FONT, "size": 12, "color": "#222"},
-        "xaxis": {"title": {"text": "arithmetic intensity (FLOP/byte)"}, "type": "log",
-                  "gridcolor": "#e8e8e8", "range": [math.log10(lo), math.log10(hi)]},
-        "yaxis": {"title": {"text": "FLOP/s"}, "type": "log", "gridcolor": "#e8e8e8", "exponentformat": "SI"},
-        "hoverlabel": {"align": "left", "font": {"size": 11, "family": FONT}},
-        "legend": {"font": {"size": 11}},
-        "annotations": annotations,
-        "paper_bgcolor": "#ffffff",
-        "plot_bgcolor": "#ffffff",
-    }
+    layout = F.layout(esc(title), "arithmetic intensity (FLOP/byte, log scale)",
+                      "performance (FLOP/s, log scale)", y_type="log", height=480)
+    layout["xaxis"].update(type="log", range=[math.log10(lo), math.log10(hi)])
+    layout["xaxis"]["tickvals"], layout["xaxis"]["ticktext"] = _log_ticks(lo, hi, lambda v: f"{v:g}")
+    layout["yaxis"].pop("dtick", None)
+    if ys_all:
+        layout["yaxis"]["tickvals"], layout["yaxis"]["ticktext"] = _log_ticks(
+            min(ys_all), max(ys_all), lambda v: R.fmt_si(v, "FLOP/s"))
+    layout["annotations"] = annotations
+    layout["hovermode"] = "closest"
+    # legend under the plot: roof names are long and the chart needs its width
+    layout["legend"].update(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top")
+    layout["margin"]["b"] = 20
     return {"data": data, "layout": layout}
 
 
@@ -161,6 +182,14 @@ def roofline_figure(records: list[dict], ceilings: dict, title: str) -> "go.Figu
     import plotly.graph_objects as go
 
     return go.Figure(roofline_spec(records, ceilings, title))
+
+
+def roofline_fig(records: list[dict], ceilings: dict | None, machine_id: str, precision: str) -> F.Fig:
+    """The chart as a report :class:`figures.Fig` (caption, filter text)."""
+    spec = roofline_spec(records, ceilings, f"Roofline: {machine_id} · {precision}")
+    search = " ".join([machine_id, precision] + sorted({R.case_label(m) for m in records})
+                      + sorted({str(m.get("backend", "")) for m in records}))
+    return F.Fig(spec, caption=CAPTION, search=search, kind="roofline")
 
 
 def roofline_groups(run_docs: Iterable[dict]) -> list[tuple[str, str, list[dict], dict | None]]:
