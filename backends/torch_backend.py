@@ -46,8 +46,8 @@ class TorchContext:
 
     def _draw(self, name: str, shape, kind: str, **kw):
         torch = self.torch
-        if name in self.overrides:
-            return torch.as_tensor(self.overrides[name], dtype=torch.float32).to(self.device)
+        if name in self.overrides:  # a copy: in-place steps must not write into the caller's array
+            return torch.tensor(self.overrides[name], dtype=torch.float32, device=self.device)
         g = torch.Generator(device=self.device).manual_seed(seed_for(name, self.seed))
         if kind == "normal":
             return torch.randn(*shape, generator=g, device=self.device) * kw.get("scale", 1.0) + kw.get("mean", 0.0)
@@ -68,7 +68,7 @@ class TorchContext:
 
     def randint(self, name: str, shape, high: int):
         if name in self.overrides:
-            return self.torch.as_tensor(self.overrides[name], dtype=self.torch.long).to(self.device)
+            return self.torch.tensor(self.overrides[name], dtype=self.torch.long, device=self.device)
         return self._draw(name, shape, "int", high=high)
 
     def activation(self, name: str, shape, scale: float = 1.0, requires_grad: bool = False):

@@ -58,8 +58,10 @@ class Workload:
     # floating-point modes fp32/tf32/bf16/fp16 (and fp8 where the workload opts in).
     precisions: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
     # Variants of one workload (e.g. dropout p=0.1 and p=0.5): each dict is merged
-    # into the size's parameters and becomes its own case.
-    variants: tuple[Mapping[str, Any], ...] = ({},)
+    # into the size's parameters and becomes its own case. A mapping from size to a
+    # tuple gives each size its own list (sizes it lacks take the "*" entry, else none
+    # beyond the plain case), so a default run can take a subset of what smoke covers.
+    variants: tuple[Mapping[str, Any], ...] | Mapping[str, tuple[Mapping[str, Any], ...]] = ({},)
     builders: dict[str, Callable] = field(default_factory=dict)
 
     def builder(self, framework: str) -> Callable[[Callable], Callable]:
@@ -73,7 +75,10 @@ class Workload:
         params = self.sizes.get(size)
         if params is None:  # a workload without this size is not offered there
             return []
-        return [Case(self, size, mode, {**v, **params}) for v in self.variants for mode in self.modes]
+        variants = self.variants
+        if isinstance(variants, Mapping):
+            variants = variants.get(size, variants.get("*", ({},)))
+        return [Case(self, size, mode, {**v, **params}) for v in variants for mode in self.modes]
 
 
 def _fmt(v: Any) -> str:

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from backends.base import NotOffered
 from bench import spec as specmod
 from bench.timing import TimingConfig, measure
 
@@ -109,7 +110,11 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
         return rec
     backend.activate()
     backend.reset_peak_memory()
-    step = backend.build(case)
+    try:
+        step = backend.build(case)
+    except NotOffered as e:
+        rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
+        return rec
     if step.notes:
         rec["notes"] = dict(step.notes)
     cfg = opts.timing_config()

@@ -74,3 +74,32 @@ def test_sigterm_ends_the_run_cleanly(tmp_path):
     assert doc["run"]["interrupted"] is True
     assert [m["name"] for m in doc["measurements"]] == ["good_a"]
     assert "Traceback" not in err
+
+
+def test_a_builder_that_is_not_offered_is_skipped_not_an_error():
+    from backends.base import NotOffered, Step, make_backend
+    from bench.spec import Work, Workload
+    from bench.worker import measure_case
+
+    w = Workload(suite="t", name="fused_thing", modes=("step",), unit="calls", sizes={"smoke": {}},
+                 work=lambda p, m: Work(1), precisions=("fp32",))
+
+    @w.builder("torch")
+    def build(ctx, p, mode):
+        raise NotOffered("torch 2.0 has no fused Adadelta")
+
+    backend = make_backend("torch:cpu:fp32")
+    backend.setup()
+    rec = measure_case(backend, w.cases("smoke")[0], RunOptions(size="smoke", telemetry=False))
+    assert rec["status"] == "skipped" and rec["reason"] == "torch 2.0 has no fused Adadelta"
+
+
+def test_variants_per_size():
+    from bench.spec import Work, Workload
+
+    w = Workload(suite="t", name="v", modes=("step",), unit="calls",
+                 sizes={"smoke": {"n": 1}, "default": {"n": 2}, "large": {"n": 3}},
+                 work=lambda p, m: Work(1),
+                 variants={"default": ({"opt": "a"},), "*": ({"opt": "a"}, {"opt": "b"})})
+    assert [c.params for c in w.cases("default")] == [{"opt": "a", "n": 2}]
+    assert [c.params["opt"] for c in w.cases("smoke")] == ["a", "b"]
