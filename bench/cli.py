@@ -146,7 +146,7 @@ def cmd_run(args) -> int:
     path = run_file_path(Path(args.out), machine["machine_id"], started, run_id)
     run_meta = {"id": run_id, "started_at": started.isoformat(timespec="seconds"),
                 "command": " ".join(["xpubench"] + sys.argv[1:]), "xpubench_version": __version__,
-                "git": machine.get("git"), "size": args.size, "backends": [str(s) for s in specs],
+                "git": machine.get("git"), "size": args.size, "leg": args.leg, "backends": [str(s) for s in specs],
                 "options": opts.to_dict()}
     writer = RunWriter(path, run_meta, machine)
     total = len(specs) * len(cases)
