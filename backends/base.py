@@ -74,11 +74,6 @@ class BackendSpec:
         return cls(fw, m.group(1), prec, index)
 
 
-class NotOffered(Exception):
-    """Raised by a builder when the framework here does not offer what a case asks for
-    (e.g. a fused optimizer an older torch lacks): recorded ``skipped``, not ``error``."""
-
-
 @dataclass(frozen=True)
 class Availability:
     ok: bool

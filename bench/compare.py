@@ -30,10 +30,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from bench.results import FAILED_STATUSES
+
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01
 BOOTSTRAP_RESAMPLES = 2000
-FAILED_STATUSES = frozenset({"oom", "timeout", "crashed", "diverged", "error"})
 
 # verdicts
 REGRESSION = "regression"

@@ -361,7 +361,8 @@ def recorded_warnings(into: list[str]) -> Any:
 
 def run_case(config: Any, full_name: str, spec: str, benchmark: Any) -> None:
     """Body of the built-in ``test_suite`` item: one case on one backend."""
-    from bench.worker import accuracy_vs_fp32, base_record
+    from bench.errors import SkipCase
+    from bench.worker import accuracy_vs_fp32, base_record, record_step_notes
 
     state = get_state(config)
     case = state.case(full_name)
@@ -379,9 +380,11 @@ def run_case(config: Any, full_name: str, spec: str, benchmark: Any) -> None:
         with recorded_warnings(seen):
             backend.activate()
             backend.reset_peak_memory()
-            step = backend.build(case)
-            if step.notes:
-                info["notes"] = dict(step.notes)
+            try:
+                step = backend.build(case)
+            except SkipCase as e:
+                pytest.skip(f"{spec}: {e}")
+            record_step_notes(info, step)
             m = measure_step(benchmark, backend, step, cfg, units_per_step=info["units_per_step"],
                              telemetry=state.options.telemetry)
             m.pop("result", None)

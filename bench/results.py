@@ -20,6 +20,7 @@ from bench.errors import UserError
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "skipped", "oom", "timeout", "crashed", "diverged", "error")
+FAILED_STATUSES = frozenset(STATUSES) - {"ok", "skipped"}
 MEASUREMENT_REQUIRED = ("suite", "case", "mode", "backend", "status")
 
 

@@ -17,8 +17,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from backends.base import NotOffered
 from bench import spec as specmod
+from bench.errors import SkipCase
 from bench.timing import TimingConfig, measure
 
 
@@ -80,6 +80,19 @@ def base_record(case: specmod.Case, backend_spec) -> dict[str, Any]:
     }
 
 
+def record_step_notes(rec: dict[str, Any], step) -> None:
+    """Copy what the builder noted into the record; counted FLOPs replace analytic ones."""
+    if step.notes:
+        rec["notes"] = dict(step.notes)
+    if step.notes.get("flops_counted"):
+        # A FLOP counter that saw the real program beats the analytic formula.
+        rec["flops_analytic"] = rec["flops_per_step"]
+        rec["flops_per_step"] = float(step.notes["flops_counted"])
+        rec["flops_method"] = step.notes.get("flop_counter", "counted")
+    elif rec["flops_per_step"] is not None:
+        rec["flops_method"] = "analytic"
+
+
 def relative_error(out: dict, ref: dict) -> tuple[float | None, dict[str, float]]:
     """Relative L2 error of each output against its fp32 twin; the max is the headline."""
     from suites.common import rel_l2
@@ -112,11 +125,10 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
     backend.reset_peak_memory()
     try:
         step = backend.build(case)
-    except NotOffered as e:
+    except SkipCase as e:
         rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
         return rec
-    if step.notes:
-        rec["notes"] = dict(step.notes)
+    record_step_notes(rec, step)
     cfg = opts.timing_config()
     window = None
     if opts.telemetry:

@@ -18,9 +18,8 @@ from typing import Any, Iterable
 
 from bench.errors import UserError
 from bench.report import pytest_json
-from bench.results import ResultsFileError, collect_run_files, validate
+from bench.results import FAILED_STATUSES, ResultsFileError, collect_run_files, validate
 
-FAILED_STATUSES = frozenset({"oom", "timeout", "crashed", "diverged", "error"})
 UNKNOWN_MACHINE = "unknown-machine"
 
 

@@ -11,7 +11,8 @@ import html
 import math
 from typing import Any, Mapping
 
-FAILED_STATUSES = frozenset({"oom", "timeout", "crashed", "diverged", "error"})
+from bench.results import FAILED_STATUSES
+
 REDUCED_PRECISIONS_ORDER = ("tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
 Record = Mapping[str, Any]
