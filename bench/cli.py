@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +52,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--machine-id", metavar="ID", help="name of this machine in results (default: from hardware)")
     p.add_argument("--cpu-tdp", type=float, metavar="W", help="CPU TDP in watts for the energy estimate")
     p.add_argument("--cold-cache", action="store_true", help="CUDA: flush L2 before each timed call")
+    p.add_argument("--torch-compile", nargs="?", const="default", metavar="MODE",
+                   help="torch training cases through torch.compile (inductor; optional mode, e.g. "
+                        "max-autotune); compile time is recorded apart as compile_s")
     p.add_argument("--no-telemetry", action="store_true", help="skip energy and host-memory meters")
     p.add_argument("--no-accuracy", action="store_true", help="skip error_vs_fp32 for reduced precisions")
     p.add_argument("--leg", metavar="NAME",
@@ -137,6 +141,9 @@ def cmd_run(args) -> int:
         machine = fingerprint(args.machine_id)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if args.torch_compile:
+        # the suites read it in the workers, which inherit the environment
+        os.environ["XPUBENCH_TORCH_COMPILE"] = "1" if args.torch_compile == "default" else args.torch_compile
     opts = RunOptions(size=args.size, time_budget_s=args.time_budget, target_rel_ci=args.target_ci,
                       min_rounds=args.min_rounds, case_timeout_s=args.case_timeout, threads=args.threads,
                       telemetry=not args.no_telemetry, cpu_tdp_w=args.cpu_tdp,
