@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from bench.telemetry.energy import EnergyReading
 from bench.telemetry.nvml import NvmlSession, describe_error
+from bench.telemetry.poller import Poller
 
 # The counter updates every ~10-100 ms depending on the GPU; 20 updates of the
 # slowest make 2 s, and a 1 s floor covers the rest.
@@ -131,8 +132,7 @@ class NvmlPowerMeter:
         self._samples: list[tuple[float, float]] = []  # (t, watts)
         self._errors: list[str] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.sample, self.interval_s, "xpubench-nvml-power")
 
     def read_w(self) -> float:
         return self.session.mod.nvmlDeviceGetPowerUsage(self.handle) / 1000.0
@@ -151,18 +151,16 @@ class NvmlPowerMeter:
             self._samples.append((t, w))
 
     def start(self) -> None:
-        self._stop_thread()
+        self._poller.stop()
         with self._lock:
             self._samples = []
             self._errors = []
         self.sample()
         if self.start_thread:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="xpubench-nvml-power", daemon=True)
-            self._thread.start()
+            self._poller.start()
 
     def stop(self) -> EnergyReading:
-        self._stop_thread()
+        self._poller.stop()
         self.sample()
         with self._lock:
             samples = sorted(self._samples)
@@ -186,14 +184,4 @@ class NvmlPowerMeter:
         return reading
 
     def close(self) -> None:
-        self._stop_thread()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
-
-    def _stop_thread(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        self._poller.stop()

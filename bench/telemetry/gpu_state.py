@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.telemetry.nvml import NvmlSession
+from bench.telemetry.poller import Poller
 
 # nvmlClocksEventReason* bits (nvml.h); names are ours, snake_case.
 CLOCK_EVENT_BITS: dict[int, str] = {
@@ -87,8 +88,7 @@ class GpuStateMonitor:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.poll, self.poll_interval_s, "xpubench-gpu-state")
         self._start: dict | None = None
         self._mask_seen = 0
         self._max_temp: int | None = None
@@ -96,7 +96,7 @@ class GpuStateMonitor:
         self._polls = 0
 
     def start(self) -> None:
-        self._stop_thread()
+        self._poller.stop()
         self._start = snapshot(self.session, self.handle)
         self._mask_seen = 0
         self._max_temp = self._min_sm = None
@@ -104,9 +104,7 @@ class GpuStateMonitor:
         self._absorb(self._start["clock_event_reasons"], self._start["temperature_c"],
                      self._start["sm_clock_mhz"])
         if self.start_thread:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="xpubench-gpu-state", daemon=True)
-            self._thread.start()
+            self._poller.start()
 
     def poll(self) -> None:
         """Take one in-window reading (the thread calls this; tests call it directly)."""
@@ -123,7 +121,7 @@ class GpuStateMonitor:
         """Return (device_state block, warnings)."""
         if self._start is None:
             raise RuntimeError("GpuStateMonitor.stop() called before start()")
-        self._stop_thread()
+        self._poller.stop()
         end = snapshot(self.session, self.handle)
         self._absorb(end["clock_event_reasons"], end["temperature_c"], end["sm_clock_mhz"])
         with self._lock:
@@ -148,7 +146,7 @@ class GpuStateMonitor:
         return state, warnings
 
     def close(self) -> None:
-        self._stop_thread()
+        self._poller.stop()
 
     # -- internals
     def _absorb(self, mask: int | None, temp: Any, sm: Any) -> None:
@@ -159,13 +157,3 @@ class GpuStateMonitor:
                 self._max_temp = temp if self._max_temp is None else max(self._max_temp, temp)
             if isinstance(sm, (int, float)):
                 self._min_sm = sm if self._min_sm is None else min(self._min_sm, sm)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_interval_s):
-            self.poll()
-
-    def _stop_thread(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=2.0)
-            self._thread = None

@@ -15,9 +15,10 @@ sampling gap.  Elsewhere:
 from __future__ import annotations
 
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.telemetry.poller import Poller
 
 try:
     import resource
@@ -101,8 +102,7 @@ class HostPeakMeter:
         self._rss_start: int | None = None
         self._ru_start: int | None = None
         self._sampled_max = 0
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampler = Poller(self._sample_once, self.sample_interval_s, "xpubench-rss")
 
     def start(self) -> None:
         self._stop_sampler()
@@ -115,9 +115,7 @@ class HostPeakMeter:
         self._ru_start = _ru_maxrss_bytes()
         self._method = "fallback"
         self._sampled_max = self._rss_start or 0
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._sample_loop, name="xpubench-rss", daemon=True)
-        self._thread.start()
+        self._sampler.start()
 
     def stop(self) -> HostPeak:
         if self._method is None:
@@ -151,12 +149,5 @@ class HostPeakMeter:
         if rss is not None and rss > self._sampled_max:
             self._sampled_max = rss
 
-    def _sample_loop(self) -> None:
-        while not self._stop_event.wait(self.sample_interval_s):
-            self._sample_once()
-
     def _stop_sampler(self) -> None:
-        if self._thread is not None:
-            self._stop_event.set()
-            self._thread.join(timeout=1.0)
-            self._thread = None
+        self._sampler.stop(join_timeout=1.0)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.telemetry.energy import EnergyReading
+from bench.telemetry.poller import Poller
 
 ZONE_RE = re.compile(r"^(?:intel|amd)-rapl:(\d+)(?::(\d+))?$")
 RAPL_MIN_WINDOW_S = 1.0  # counters update about every 1 ms
@@ -177,8 +178,7 @@ class RaplMeter:
         self._base: dict[str, int] = {}
         self._wraps_base: dict[str, int] = {}
         self._errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = Poller(self.poll, self.poll_interval_s, "xpubench-rapl")
 
     def _safe_poll_interval(self) -> float:
         # fastest possible wrap: range / max power; poll 4x faster, at most every 1 s
@@ -195,19 +195,17 @@ class RaplMeter:
                     self._errors.append(f"{c.zone.label}: {exc}")
 
     def start(self) -> None:
-        self._stop_thread()
+        self._poller.stop()
         self._errors = []
         self._base = {}
         for c in self.counters:
             self._base[c.zone.label] = c.update()
             self._wraps_base[c.zone.label] = c.wraps
         if self.start_thread:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="xpubench-rapl", daemon=True)
-            self._thread.start()
+            self._poller.start()
 
     def stop(self) -> EnergyReading:
-        self._stop_thread()
+        self._poller.stop()
         reading = EnergyReading(self.method, self.source, self.scope, notes=list(self.notes))
         if not self._base:
             reading.reason = "RaplMeter.stop() without start()"
@@ -231,14 +229,4 @@ class RaplMeter:
         return reading
 
     def close(self) -> None:
-        self._stop_thread()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_interval_s):
-            self.poll()
-
-    def _stop_thread(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        self._poller.stop()
