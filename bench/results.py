@@ -56,6 +56,7 @@ def atomic_write_json(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; a results file is for sharing
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(doc), f, indent=1, allow_nan=False)
             f.flush()

@@ -29,9 +29,9 @@ class TimingConfig:
     target_rel_ci: float = 0.01  # stop when the median's 95% CI is within +/-1%
     min_rounds: int = 10
     max_rounds: int = 5000
-    time_budget_s: float = 2.0  # timed rounds, per case
+    time_budget_s: float = 1.0  # timed rounds, per case (the energy window needs ~1 s anyway)
     warmup_min_s: float = 0.05
-    warmup_max_s: float = 1.0
+    warmup_max_s: float = 0.5
     settle_tolerance: float = 0.05  # warm-up blocks within 5% of each other = settled
     min_round_s: float = 0.005  # a round lasts at least this long ...
     max_overhead_fraction: float = 0.01  # ... and at least 100x the timer overhead

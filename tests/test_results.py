@@ -29,6 +29,7 @@ def test_round_trip_and_valid_after_each_append(tmp_path):
     assert doc["measurements"][2]["time_s"]["median"] == pytest.approx(3e-3)
     assert doc["measurements"][0]["energy"]["joules_per_step"] is None
     assert not list(path.parent.glob(".*tmp"))  # no temporary files left behind
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_nan_is_written_as_null_not_zero(tmp_path):
