@@ -151,13 +151,18 @@ def read_run(path: str | Path) -> dict:
     return doc
 
 
+# Files xpubench itself keeps beside the runs in a results folder, which are not runs.
+NOT_RUN_FILES = frozenset({"ceilings.json"})
+
+
 def collect_run_files(paths: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively, ``*.json``) into a sorted file list."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+            out.extend(sorted(q for q in p.rglob("*.json")
+                              if not q.name.startswith(".") and q.name not in NOT_RUN_FILES))
         elif p.exists():
             out.append(p)
         else:

@@ -74,6 +74,7 @@ def test_missing_file_and_folder_expansion(tmp_path):
         read_run(tmp_path / "nope.json")
     for name in ("a", "b"):
         RunWriter(tmp_path / name / "r.json", {"id": name}, {"machine_id": name})
+    (tmp_path / "a" / "ceilings.json").write_text("{}")  # the probe's cache is not a run
     files = collect_run_files([tmp_path])
     assert [f.parent.name for f in files] == ["a", "b"]
     assert [d["run"]["id"] for d in read_runs([tmp_path])] == ["a", "b"]
