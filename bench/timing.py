@@ -86,8 +86,8 @@ def measure_overhead(run_block: RunBlock, repeats: int = 25) -> float:
 
 
 def warm_up(run_block: RunBlock, cfg: TimingConfig, clock=time.perf_counter) -> Warmup:
+    first = run_block(1)  # compile / first-call cost: its own figure, not warm-up time
     t0 = clock()
-    first = run_block(1)
     iters = 1
     n = 1
     estimates: list[float] = []

@@ -36,11 +36,13 @@ def test_reset_gives_a_per_window_peak():
     meter.start()
     _allocate_and_free()
     meter.stop()
-    meter.start()  # a second, small window after a big one
-    small = np.ones(16 * MIB // 8)
+    meter.start()  # a second, smaller window after a big one
+    # 64 MiB: above glibc's largest mmap threshold (32 MiB), so it gets fresh pages
+    # even when earlier tests left freed, still-resident heap behind.
+    small = np.ones(64 * MIB // 8)
     peak = meter.stop()
     del small
-    assert peak.host_peak_delta_bytes == pytest.approx(16 * MIB, rel=0.15)
+    assert peak.host_peak_delta_bytes == pytest.approx(64 * MIB, rel=0.1)
 
 
 def test_fallback_without_reset_reports_its_method():
