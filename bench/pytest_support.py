@@ -297,24 +297,11 @@ def measure_step(benchmark: Any, backend: "Backend", step: "Step", cfg: "TimingC
         compile_s=step.compile_s,
         throughput_per_s=(units_per_step / med) if (units_per_step and med > 0) else None,
     )
-    warnings: list[str] = []
-    memory: dict[str, Any] = {"host_peak_bytes": None, "host_method": "not measured"}
-    memory.update(backend.peak_memory())
-    memory["method"] = memory.get("device_method")
-    if tele is not None:
-        memory.update(tele.get("host_memory") or {})
-        out["energy"] = tele.get("energy")
-        if tele.get("device_state"):
-            out["device_state"] = tele["device_state"]
-        warnings += tele.get("warnings") or []
-    else:
-        out["energy"] = {"joules_per_step": None, "avg_power_w": None, "method": "unavailable",
-                         "reason": why_no_window}
-    out["memory"] = memory
-    if out["drift"] is not None and abs(out["drift"]) > max(0.05, 3 * cfg.target_rel_ci):
-        warnings.append(f"drift: median moved {out['drift']:+.1%} from first to last third of rounds")
-    if med > 0 and summary.iqr / med > 0.10:
-        warnings.append(f"noisy: IQR is {summary.iqr / med:.0%} of the median")
+    from bench.worker import telemetry_fields
+
+    fields = telemetry_fields(backend, tele, why_no_window, out["drift"], med, summary.iqr, cfg.target_rel_ci)
+    warnings = fields.pop("warnings")
+    out.update(fields)
     if warnings:
         out["warnings"] = warnings
     out["result"] = result

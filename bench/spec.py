@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -63,6 +64,7 @@ class Workload:
     # beyond the plain case), so a default run can take a subset of what smoke covers.
     variants: tuple[Mapping[str, Any], ...] | Mapping[str, tuple[Mapping[str, Any], ...]] = ({},)
     builders: dict[str, Callable] = field(default_factory=dict)
+    module: str = ""  # the suite module that declared it
 
     def builder(self, framework: str) -> Callable[[Callable], Callable]:
         def register(fn: Callable) -> Callable:
@@ -134,8 +136,12 @@ _LOADED = False
 
 def register(workload: Workload) -> Workload:
     key = (workload.suite, workload.name)
-    if key in _REGISTRY and _REGISTRY[key] is not workload:
-        raise ValueError(f"workload {workload.suite}/{workload.name} declared twice")
+    old = _REGISTRY.get(key)
+    # The same module executed again (a reload, pytester restoring sys.modules)
+    # re-declares its workloads: the new ones win. Two modules, one name: a bug.
+    if old is not None and old is not workload and old.module != workload.module:
+        raise ValueError(f"workload {workload.suite}/{workload.name} declared twice "
+                         f"({old.module or '?'} and {workload.module or '?'})")
     for mode in workload.modes:
         if mode not in MODES:
             raise ValueError(f"{workload.name}: unknown mode {mode!r}")
@@ -145,6 +151,7 @@ def register(workload: Workload) -> Workload:
 
 def workload(**kwargs: Any) -> Workload:
     """Declare and register a workload (used by suite modules)."""
+    kwargs.setdefault("module", sys._getframe(1).f_globals.get("__name__", ""))
     return register(Workload(**kwargs))
 
 

@@ -80,6 +80,34 @@ def base_record(case: specmod.Case, backend_spec) -> dict[str, Any]:
     }
 
 
+def telemetry_fields(backend, tele: dict | None, why_no_window: str, drift: float | None,
+                     median: float, iqr: float, target_rel_ci: float) -> dict[str, Any]:
+    """``memory``, ``energy``, ``device_state`` and ``warnings`` of a record, from the
+    window's meters, the backend's device peak and the spread of the timed rounds."""
+    memory: dict[str, Any] = {"host_peak_bytes": None, "host_method": "not measured"}
+    memory.update(backend.peak_memory())
+    out: dict[str, Any] = {}
+    warnings: list[str] = []
+    if tele:
+        memory.update(tele.get("host_memory") or {})
+        out["energy"] = tele.get("energy")
+        if tele.get("device_state"):
+            out["device_state"] = tele["device_state"]
+        warnings += tele.get("warnings") or []
+    else:
+        out["energy"] = {"joules_per_step": None, "avg_power_w": None, "method": "unavailable",
+                         "reason": why_no_window}
+    # one line naming both sources, as the results contract asks for memory.method
+    memory["method"] = f"device: {memory.get('device_method')}; host: {memory.get('host_method')}"
+    out["memory"] = memory
+    if drift is not None and abs(drift) > max(0.05, 3 * target_rel_ci):
+        warnings.append(f"drift: median moved {drift:+.1%} from first to last third of rounds")
+    if median > 0 and iqr / median > 0.10:
+        warnings.append(f"noisy: IQR is {iqr / median:.0%} of the median")
+    out["warnings"] = warnings
+    return out
+
+
 def record_step_notes(rec: dict[str, Any], step) -> None:
     """Copy what the builder noted into the record; counted FLOPs replace analytic ones."""
     if step.notes:
@@ -153,25 +181,10 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
         compile_s=step.compile_s,
         throughput_per_s=rec["units_per_step"] / med if med > 0 else None,
     )
-    memory = {"host_peak_bytes": None, "host_method": "not measured"}
-    memory.update(backend.peak_memory())
-    warnings: list[str] = []
-    if tele:
-        memory.update(tele.get("host_memory") or {})
-        rec["energy"] = tele.get("energy")
-        if tele.get("device_state"):
-            rec["device_state"] = tele["device_state"]
-        warnings += tele.get("warnings") or []
-    else:
-        rec["energy"] = {"joules_per_step": None, "avg_power_w": None, "method": "unavailable",
-                         "reason": "telemetry off (--no-telemetry)"}
-    # one line naming both sources, as the results contract asks for memory.method
-    memory["method"] = f"device: {memory.get('device_method')}; host: {memory.get('host_method')}"
-    rec["memory"] = memory
-    if result.drift is not None and abs(result.drift) > max(0.05, 3 * cfg.target_rel_ci):
-        warnings.append(f"drift: median moved {result.drift:+.1%} from first to last third of rounds")
-    if result.stats.iqr / med > 0.10 if med > 0 else False:
-        warnings.append(f"noisy: IQR is {result.stats.iqr / med:.0%} of the median")
+    fields = telemetry_fields(backend, tele, "telemetry off (--no-telemetry)", result.drift, med,
+                              result.stats.iqr, cfg.target_rel_ci)
+    warnings = fields.pop("warnings")
+    rec.update(fields)
     if step.finite is not None and not step.finite():
         rec.update(status="diverged", reason="loss became NaN or Inf")
     elif opts.accuracy and backend.spec.precision != "fp32" and step.check is not None:

@@ -68,3 +68,17 @@ def test_every_case_declares_its_work():
         assert w.units > 0, c.full_name
         assert w.flops is None or w.flops > 0
         assert w.bytes is None or w.bytes > 0
+
+
+def test_reimporting_a_suite_module_replaces_its_workloads_but_clashes_are_errors():
+    import importlib
+
+    import suites.dropout as d
+
+    importlib.reload(d)  # what pytester's sys.modules restore amounts to
+    assert specmod.load_all()[("dropout", "dropout")] is d.dropout
+    from bench.spec import Work, Workload, register
+
+    with pytest.raises(ValueError, match="declared twice"):
+        register(Workload(suite="dropout", name="dropout", modes=("forward",), unit="x", sizes={},
+                          work=lambda p, m: Work(1), module="someone.else"))
