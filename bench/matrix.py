@@ -9,7 +9,7 @@ is written twice.
 
 The last part (:func:`gate_night`) is what the nightly's final job does with the
 legs' artifacts: compare each machine's results of tonight against its previous
-night in the history (``bench.compare``, the leg's threshold), then add tonight's
+night in the history (``bench.compare``, the leg's threshold and rule), then add tonight's
 files to the history. ``scripts/simulate_nights.py`` drives the same functions.
 
 Nothing here imports torch or jax; the plan and the GitHub JSON need only the
@@ -43,6 +43,10 @@ ENV_VAR = "XPUBENCH_MATRIX"
 ARTIFACT_PREFIX = "xpubench-"
 # Family-wise significance of one machine's night when the definition names none.
 DEFAULT_ALPHA = 0.01
+# The gate's decision rule when the definition names none: a regression only when the
+# whole 95% CI of the change lies beyond the threshold (bench.compare, docs/nightly.md).
+DEFAULT_RULE = "confident"
+RULES = ("significant", "confident")  # as bench.compare.RULES; not imported to keep this stdlib-only
 # The confidence of compare's CI-overlap fallback, roughly: a fallback "significant"
 # is trusted only when the per-comparison alpha is at least this.
 FALLBACK_LEVEL = 0.01
@@ -51,7 +55,7 @@ JOB_OVERHEAD_MINUTES = 30
 
 SIZES = ("smoke", "default", "large")  # as bench.spec.SIZES; not imported to keep this stdlib-only
 LEG_KEYS = {"description", "runs_on", "extras", "backends", "suites", "cases", "size", "time_budget_s",
-            "threshold", "alpha", "machine_id", "timeout_minutes"}
+            "threshold", "rule", "alpha", "machine_id", "timeout_minutes"}
 DEFAULT_KEYS = LEG_KEYS - {"description", "runs_on", "backends"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EXTRA_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -74,6 +78,7 @@ class Leg:
     size: str
     time_budget_s: float
     threshold: float  # fraction: 0.05 = 5%
+    rule: str  # bench.compare rule: "confident" (the whole CI beyond the threshold) or "significant"
     alpha: float  # family-wise significance of one machine's night (Bonferroni over its comparisons)
     machine_id: str  # "" = derived from the hardware
     timeout_minutes: int
@@ -104,6 +109,7 @@ class Matrix:
     legs: dict[str, Leg]
     default_threshold: float
     default_alpha: float
+    default_rule: str = DEFAULT_RULE
 
     def leg(self, name: str) -> Leg:
         if name not in self.legs:
@@ -142,6 +148,12 @@ def parse_threshold(value: Any, where: str) -> float:
     if isinstance(value, bool) or not 0 < v < 1:
         raise UserError(f"{where}: threshold {value!r} is not a fraction like \"5%\" or 0.05")
     return v
+
+
+def parse_rule(value: Any, where: str) -> str:
+    if value not in RULES:
+        raise UserError(f"{where}: rule {value!r} is not one of {', '.join(repr(r) for r in RULES)}")
+    return str(value)
 
 
 def parse_alpha(value: Any, where: str) -> float:
@@ -209,6 +221,7 @@ def _leg(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], path: P
                suites=_strings(v.get("suites", []), f"{where} suites"),
                cases=_strings(v.get("cases", []), f"{where} cases"),
                size=size, time_budget_s=float(budget), threshold=parse_threshold(v["threshold"], where),
+               rule=parse_rule(v.get("rule", DEFAULT_RULE), where),
                alpha=parse_alpha(v.get("alpha", DEFAULT_ALPHA), where),
                machine_id=machine_id, timeout_minutes=timeout)
 
@@ -243,7 +256,8 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         out[name] = _leg(name, raw, defaults, p)
     default_threshold = parse_threshold(defaults.get("threshold", "5%"), f"{p}: [defaults]")
     default_alpha = parse_alpha(defaults.get("alpha", DEFAULT_ALPHA), f"{p}: [defaults]")
-    return Matrix(p, out, default_threshold, default_alpha)
+    default_rule = parse_rule(defaults.get("rule", DEFAULT_RULE), f"{p}: [defaults]")
+    return Matrix(p, out, default_threshold, default_alpha, default_rule)
 
 
 def github_json(matrix: Matrix) -> str:
@@ -342,7 +356,7 @@ def print_plan(matrix: Matrix) -> None:
         why = "\n".join(_missing_lines(here.missing))
         t.add_row(leg.name, escape(", ".join(leg.runs_on)), " ".join(leg.extras) or "(cpu)",
                   "\n".join(leg.backends), ", ".join(leg.suites) or "all",
-                  leg.size, f"{leg.time_budget_s:g} s", f"{leg.threshold:.0%}",
+                  leg.size, f"{leg.time_budget_s:g} s", f"{leg.threshold:.0%} {leg.rule}",
                   leg.machine_id or "(hardware)",
                   f"[{style}]{here.verdict}[/]" + (f"\n{escape(why)}" if why else ""))
         if here.available:
@@ -363,6 +377,7 @@ class MachineNight:
     leg: str | None
     threshold: float
     alpha: float  # family-wise, for the whole night of this machine
+    rule: str
     tonight: list["LoadedRun"]
     previous: "LoadedRun | None"
     comparisons: list["Comparison"] = field(default_factory=list)
@@ -412,13 +427,15 @@ def _load(paths: list[Path], what: str) -> list["LoadedRun"]:
 
 
 def compare_night(previous: "LoadedRun", tonight: list["LoadedRun"], threshold: float, alpha: float, *,
-                  with_ci: bool = True) -> tuple[list["Comparison"], float]:
-    """``xpubench compare PREVIOUS TONIGHT`` with the night's significance split over its comparisons.
+                  rule: str = DEFAULT_RULE, with_ci: bool = True) -> tuple[list["Comparison"], float]:
+    """``xpubench compare PREVIOUS TONIGHT --rule RULE`` with the night's significance split over its comparisons.
 
     A machine's night holds dozens to hundreds of comparisons; testing each at 0.01
     raises about one false alarm per hundred from noise alone (the simulated nights
     show it). Bonferroni: each is tested at ``alpha / n`` so the whole night has at
-    most ``alpha`` chance of a false "significant". Returns (comparisons, alpha / n).
+    most ``alpha`` chance of a false "significant". The ``confident`` rule's 95% CI
+    does not replace the split: without it one simulated month in seven still saw a
+    noise alarm (docs/nightly.md). Returns (comparisons, alpha / n).
     """
     from bench import compare
 
@@ -427,7 +444,7 @@ def compare_night(previous: "LoadedRun", tonight: list["LoadedRun"], threshold: 
     both_ok = sum(1 for k in base.keys() & new.keys()
                   if base[k].get("status", "ok") == "ok" and new[k].get("status", "ok") == "ok")
     each = alpha / max(both_ok, 1)
-    comparisons = compare.compare_runs([previous], tonight, threshold, alpha=each, with_ci=with_ci)
+    comparisons = compare.compare_runs([previous], tonight, threshold, alpha=each, with_ci=with_ci, rule=rule)
     for c in comparisons:
         # With too few rounds for the rank test to reach ``each``, compare falls back to
         # "the 95% CIs do not overlap", a test near p = 0.01 whatever alpha is: it cannot
@@ -441,12 +458,12 @@ def compare_night(previous: "LoadedRun", tonight: list["LoadedRun"], threshold: 
 
 
 def gate_night(artifacts: Path, history: Path, matrix: Matrix, *, threshold: float | None = None,
-               alpha: float | None = None, with_ci: bool = True) -> list[MachineNight]:
+               alpha: float | None = None, rule: str | None = None, with_ci: bool = True) -> list[MachineNight]:
     """Compare tonight's runs (under ``artifacts``) with each machine's previous night in ``history``.
 
     The previous night of a machine is its newest run in the history that started
     before tonight's first run and is not one of tonight's runs (a re-run of the
-    final job finds tonight's files already merged). Threshold and family-wise
+    final job finds tonight's files already merged). Threshold, rule and family-wise
     alpha are the leg's (see :func:`leg_of_run`), unless given here; a run of no
     known leg gets the definition's defaults.
     """
@@ -467,9 +484,10 @@ def gate_night(artifacts: Path, history: Path, matrix: Matrix, *, threshold: flo
         leg = next((lg for r in runs if (lg := leg_of_run(r, artifacts, matrix))), None)
         t = threshold if threshold is not None else (matrix.legs[leg].threshold if leg else matrix.default_threshold)
         a = alpha if alpha is not None else (matrix.legs[leg].alpha if leg else matrix.default_alpha)
-        night = MachineNight(mid, leg, t, a, runs, previous)
+        ru = rule if rule is not None else (matrix.legs[leg].rule if leg else matrix.default_rule)
+        night = MachineNight(mid, leg, t, a, ru, runs, previous)
         if previous is not None:
-            night.comparisons, night.alpha_each = compare_night(previous, runs, t, a, with_ci=with_ci)
+            night.comparisons, night.alpha_each = compare_night(previous, runs, t, a, rule=ru, with_ci=with_ci)
         out.append(night)
     return out
 
@@ -500,13 +518,15 @@ def night_markdown(nights: list[MachineNight]) -> str:
              "comparisons).", ""]
     for n in sorted(nights, key=lambda n: (not n.regressions, n.machine_id)):
         leg = f"leg `{n.leg}`" if n.leg else "no leg"
-        lines.append(f"### {n.machine_id} · {leg} · threshold {n.threshold:.0%} · alpha {n.alpha:g} per night")
+        lines.append(f"### {n.machine_id} · {leg} · threshold {n.threshold:.0%} · rule {n.rule} · "
+                     f"alpha {n.alpha:g} per night")
         lines.append("")
         if n.previous is None:
             lines += ["First night of this machine in the history: nothing to compare.", ""]
             continue
         lines += [f"{run_label(n.previous)} → {', '.join(run_label(r) for r in n.tonight)}", ""]
-        body = format_markdown(n.comparisons, threshold=n.threshold, alpha=n.alpha_each or n.alpha).splitlines()
+        body = format_markdown(n.comparisons, threshold=n.threshold, alpha=n.alpha_each or n.alpha,
+                               rule=n.rule).splitlines()
         if body and body[0].startswith("## "):
             body = body[1:]
         lines += body + [""]
@@ -516,7 +536,7 @@ def night_markdown(nights: list[MachineNight]) -> str:
 def run_night(args: argparse.Namespace, matrix: Matrix) -> int:
     """`xpubench matrix --night ARTIFACTS --history DIR`: gate, then merge. Exit 1 on a regression."""
     nights = gate_night(Path(args.night), Path(args.history), matrix, threshold=args.threshold,
-                        alpha=args.alpha)
+                        alpha=args.alpha, rule=getattr(args, "rule", None))
     text = night_markdown(nights)
     print(text)
     if args.summary:
@@ -558,6 +578,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gate threshold for every machine (default: each leg's)")
     parser.add_argument("--alpha", type=_alpha_arg, metavar="P",
                         help="family-wise significance of a machine's night (default: each leg's)")
+    parser.add_argument("--rule", choices=RULES, default=None,
+                        help="what counts as a regression for every machine, as `xpubench compare --rule` "
+                             "(default: each leg's)")
 
 
 def run(args: argparse.Namespace) -> int:

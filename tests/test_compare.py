@@ -265,3 +265,143 @@ def test_min_p_for_large_samples_does_not_overflow():
 
     assert min_mann_whitney_p(3, 3) == pytest.approx(0.1)
     assert min_mann_whitney_p(5000, 5000) == 0.0
+
+
+# --------------------------------------------------------------------------- the confident rule
+def _noisy_and_shifted(factor: float, spread: float, n: int = 60, seed: int = 8):
+    """BASE: lognormal rounds; NEW: the same rounds times ``factor`` (ratio of medians exactly ``factor``)."""
+    base = D.lognormal_samples(random.Random(seed), 1e-3, spread, n)
+    return _m(base), _m([x * factor for x in base])
+
+
+def test_noisy_twelve_percent_counts_only_under_the_significant_rule():
+    base, new = _noisy_and_shifted(1.12, 0.15)
+    sig = C.judge(base, new, threshold=0.10)
+    conf = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    assert sig.verdict == C.REGRESSION and sig.ratio == pytest.approx(1.12)
+    # the same evidence: significant, past the threshold; but the CI reaches inside 10%
+    assert conf.significant and conf.p_value == sig.p_value < C.DEFAULT_ALPHA
+    assert conf.verdict == C.INSIGNIFICANT and "not confident" in conf.note and "10%" in conf.note
+    lo, hi = conf.ratio_ci
+    assert lo < 1.10 < 1.12 < hi
+
+
+def test_tight_fifteen_percent_is_a_regression_under_both_rules():
+    base, new = _noisy_and_shifted(1.15, 0.01, n=30)
+    for rule in C.RULES:
+        d = C.judge(base, new, threshold=0.10, rule=rule)
+        assert d.verdict == C.REGRESSION, (rule, d)
+    lo, hi = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT).ratio_ci
+    assert 1.10 < lo < 1.15 < hi
+
+
+def test_confident_improvement_needs_the_whole_ci_below_the_threshold():
+    base, new = _noisy_and_shifted(1 / 1.15, 0.01, n=30)
+    assert C.judge(base, new, threshold=0.10, rule=C.CONFIDENT).verdict == C.IMPROVEMENT
+    base, new = _noisy_and_shifted(1 / 1.12, 0.15)
+    assert C.judge(base, new, threshold=0.10).verdict == C.IMPROVEMENT
+    assert C.judge(base, new, threshold=0.10, rule=C.CONFIDENT).verdict == C.INSIGNIFICANT
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_a_a_is_never_a_regression_under_the_confident_rule(name):
+    a, b = _split(D.REAL_SAMPLES[name])
+    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m(b)], day=1)], rule=C.CONFIDENT)
+    assert not c.is_regression and c.verdict in (C.UNCHANGED, C.INSIGNIFICANT)
+    lo, hi = c.ratio_ci  # the CI shown is the rule's, and covers no change
+    assert lo <= 1.0 <= hi
+
+
+def test_a_a_lognormal_has_no_regressions_under_either_rule():
+    rng = random.Random(9)
+    for _ in range(100):
+        base = _m(D.lognormal_samples(rng, 2e-3, 0.05, 20))
+        new = _m(D.lognormal_samples(rng, 2e-3, 0.05, 20))
+        for rule in C.RULES:
+            assert C.judge(base, new, threshold=0.05, rule=rule).verdict != C.REGRESSION
+
+
+def test_confident_is_never_looser_than_significant():
+    """Every confident regression is a significant one (the rule only adds a condition)."""
+    rng = random.Random(10)
+    for _ in range(60):
+        spread, factor = rng.uniform(0.005, 0.2), rng.uniform(0.8, 1.3)
+        base = _m(D.lognormal_samples(rng, 1e-3, spread, 25))
+        new = _m(D.lognormal_samples(rng, 1e-3 * factor, spread, 25))
+        sig, conf = (C.judge(base, new, threshold=0.05, rule=r).verdict for r in C.RULES)
+        if conf in (C.REGRESSION, C.IMPROVEMENT):
+            assert sig == conf
+
+
+def test_confident_rule_with_stored_cis_only():
+    """Without samples the rule reads the stored median CIs (and the CI-overlap test)."""
+    base, new = _noisy_and_shifted(1.25, 0.01, n=40)
+    for m in (base, new):
+        m["time_s"]["samples"] = None
+    d = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    assert d.method == "ci-overlap" and d.verdict == C.REGRESSION and d.ratio_ci[0] > 1.10
+    for m in (base, new):
+        m["time_s"]["ci95"] = None
+    d = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    assert d.verdict == C.INSIGNIFICANT and not C.Comparison("m", "s", "c", "f", "b", d.verdict, 0.1, "ok",
+                                                            "ok").is_regression
+
+
+def test_order_stat_ratio_ci_is_wider_with_few_rounds_and_covers_the_truth():
+    rng = random.Random(12)
+    base = _m(D.lognormal_samples(rng, 1.0, 0.02, 60))
+    new = _m(D.lognormal_samples(rng, 1.1, 0.02, 60))
+    lo, hi = C.order_stat_ratio_ci(base, new)
+    assert lo < 1.1 < hi and hi - lo < 0.05
+    few = C.order_stat_ratio_ci(_m(base["time_s"]["samples"][:5]), _m(new["time_s"]["samples"][:5]))
+    assert few[0] < lo and few[1] > hi  # five rounds: each median's CI is its whole range
+
+
+def test_unknown_rule_is_refused():
+    base, new = _noisy_and_shifted(1.0, 0.01)
+    with pytest.raises(ValueError, match="unknown rule"):
+        C.judge(base, new, rule="lenient")
+    with pytest.raises(ValueError, match="unknown rule"):
+        C.compare_runs([], [], rule="lenient")
+
+
+@pytest.fixture
+def noisy_nights(tmp_path: Path):
+    """Last night and tonight: one tight case 15% slower, one noisy case 12% slower."""
+    tight_b, tight_n = _noisy_and_shifted(1.15, 0.01, n=30)
+    noisy_b, noisy_n = _noisy_and_shifted(1.12, 0.15)
+    last, tonight = tmp_path / "last", tmp_path / "tonight"
+    D.write_run(last, _run([{**tight_b, "case": "tight"}, {**noisy_b, "case": "noisy"}]))
+    D.write_run(tonight, _run([{**tight_n, "case": "tight"}, {**noisy_n, "case": "noisy"}], day=1))
+    return last, tonight
+
+
+def test_cli_rule_option(noisy_nights, capsys):
+    last, tonight = noisy_nights
+    assert C.run(_args(last, tonight, "--threshold", "10%")) == 1
+    out = capsys.readouterr().out
+    assert "2 regression" in out and "rule significant" in out
+    assert C.run(_args(last, tonight, "--threshold", "10%", "--rule", "confident")) == 1
+    out = capsys.readouterr().out
+    assert "1 regression" in out and "1 insignificant" in out and "rule confident" in out
+    assert "~ laptop  normalization/noisy" in out and "not confident" in out  # the note under the table
+    assert C.run(_args(last, tonight, "--threshold", "16%", "--rule", "confident")) == 0
+    assert C.run(_args(last, tonight, "--threshold", "10%", "--rule", "confident", "--format", "markdown")) == 1
+    md = capsys.readouterr().out
+    assert "**1 regression(s)**" in md and "whole 95% CI" in md and "not confident" in md
+    with pytest.raises(SystemExit):
+        _args(last, tonight, "--rule", "lenient")
+
+
+def test_history_page_marks_follow_the_rule(noisy_nights, tmp_path: Path):
+    from bench.report import build_site
+
+    def flagged(rule: str) -> int:
+        index = build_site(list(noisy_nights), tmp_path / f"site-{rule}", threshold=0.10, rule=rule)
+        text = (index.parent / "history.html").read_text(encoding="utf-8")
+        return int(text.split(" flagged regression point(s)")[0].rsplit(">", 1)[1])
+
+    assert flagged("significant") == 2
+    assert flagged("confident") == 1
+    with pytest.raises(ValueError):
+        flagged("lenient")

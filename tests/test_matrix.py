@@ -50,6 +50,7 @@ def test_repository_matrix_has_the_three_legs_of_the_issue():
     assert "self-hosted" in m.legs["cuda"].runs_on and "self-hosted" in m.legs["tpu"].runs_on
     for leg in m.legs.values():
         assert 0 < leg.threshold < 1 and 0 < leg.alpha < 1
+        assert leg.rule == "confident"  # the nightly gate's rule: see docs/nightly.md
         assert leg.size in M.SIZES and leg.time_budget_s > 0 and leg.timeout_minutes > 0
 
 
@@ -83,7 +84,7 @@ def test_defaults_fill_a_leg_and_a_string_runs_on_is_one_label(tmp_path):
     assert leg.runs_on == ("ubuntu-24.04",)
     assert (leg.size, leg.time_budget_s, leg.threshold, leg.timeout_minutes) == ("smoke", 0.2, 0.05, 30)
     assert leg.suites == () and leg.cases == () and leg.extras == () and leg.machine_id == ""
-    assert leg.alpha == M.DEFAULT_ALPHA
+    assert leg.alpha == M.DEFAULT_ALPHA and leg.rule == M.DEFAULT_RULE == "confident"
     assert leg.run_args() == ["-b", "torch:cpu:fp32", "--size", "smoke", "--time-budget", "0.2"]
 
 
@@ -95,6 +96,8 @@ def test_defaults_fill_a_leg_and_a_string_runs_on_is_one_label(tmp_path):
     ('threshold = "50"', "threshold"),
     ('threshold = "0%"', "threshold"),
     ('alpha = 2', "alpha"),
+    ('rule = "lenient"', "rule 'lenient' is not one of 'significant', 'confident'"),
+    ('rule = 1', "rule 1"),
     ('time_budget_s = -1', "time_budget_s"),
     ('timeout_minutes = 1.5', "timeout_minutes"),
     ('runs_on = []', "runs_on"),
@@ -125,6 +128,16 @@ def test_structural_mistakes(tmp_path, text, message):
     with pytest.raises(UserError, match=None) as e:
         M.load_matrix(write_toml(tmp_path, text))
     assert message in str(e.value)
+
+
+def test_rule_per_leg_and_in_defaults(tmp_path):
+    text = MINIMAL.replace("[defaults]", '[defaults]\nrule = "significant"') + \
+        '\n[legs.other]\nruns_on = "x"\nbackends = ["torch:cpu:fp32"]\nrule = "confident"\n'
+    m = M.load_matrix(write_toml(tmp_path, text))
+    assert (m.default_rule, m.leg("small").rule, m.leg("other").rule) == ("significant", "significant", "confident")
+    bad = write_toml(tmp_path, MINIMAL.replace("[defaults]", '[defaults]\nrule = "Confident"'))
+    with pytest.raises(UserError, match="rule 'Confident'"):
+        M.load_matrix(bad)
 
 
 def test_missing_file_and_env_var(tmp_path, monkeypatch):
@@ -330,3 +343,70 @@ def test_night_command_exit_codes_and_summary(tmp_path, two_legs, capsys):
     assert main(["matrix", "--file", str(two_legs.path), "--night", str(tonight)]) == 2  # no --history
     assert main(["matrix", "--file", str(two_legs.path), "--night", str(tmp_path / "empty"),
                  "--history", str(history)]) == 2
+
+
+def noisy_run(folder: Path, machine: str, day: int, factor: float, command: str = "xpubench run --leg strict") -> Path:
+    """One case measured 60 rounds to +/-15% (identical shape each night, NEW = BASE x factor)."""
+    rng = np.random.default_rng(11)
+    base = 1e-4 * np.exp(rng.normal(0, 0.15, 60))
+    samples = [float(x) for x in base * factor]
+    s = sorted(samples)
+    run_id = f"{machine[:3]}{day:05d}"
+    doc = {"schema_version": 1,
+           "run": {"id": run_id, "started_at": f"2026-01-{day:02d}T02:17:00+00:00", "command": command},
+           "machine": {"machine_id": machine},
+           "measurements": [{"suite": "normalization", "case": "noisy", "mode": "forward",
+                             "backend": "torch:cpu:fp32", "status": "ok",
+                             "time_s": {"median": float(np.median(s)), "ci95": [s[22], s[37]], "rounds": 60,
+                                        "samples": samples}}]}
+    path = folder / machine / f"202601{day:02d}T021700Z-{run_id}.json"
+    atomic_write_json(path, doc)
+    return path
+
+
+def test_gate_uses_the_legs_rule_and_the_command_line_can_override_it(tmp_path, two_legs, capsys):
+    """A noisy +12% against a 5% leg: past the threshold and significant, but its CI reaches inside it."""
+    history, tonight = tmp_path / "history", tmp_path / "tonight"
+    noisy_run(history, "box-strict", 1, 1.0)
+    noisy_run(tonight / "xpubench-strict", "box-strict", 2, 1.12)
+    (night,) = M.gate_night(tonight, history, two_legs)
+    assert night.rule == "confident" and night.regressions == []
+    (c,) = night.comparisons
+    assert c.verdict == "insignificant" and "not confident" in c.note and c.ratio == pytest.approx(1.12)
+    md = M.night_markdown([night])
+    assert "rule confident" in md and "**No regressions**" in md and "not confident" in md
+    (sig,) = M.gate_night(tonight, history, two_legs, rule="significant")
+    assert [x.case for x in sig.regressions] == ["noisy"]
+    argv = ["matrix", "--file", str(two_legs.path), "--night", str(tonight), "--history", str(history)]
+    assert main(argv + ["--rule", "significant"]) == 1
+    capsys.readouterr()
+    # the run above merged tonight into the history; a re-run compares with the night before again
+    assert main(argv) == 0
+    assert "rule confident" in capsys.readouterr().out
+
+
+def test_report_gate_marks_what_the_nightly_gate_flags(tmp_path, two_legs, capsys, monkeypatch):
+    """`xpubench report --gate`: per machine its leg's threshold, rule and alpha, as `matrix --night`."""
+    history = tmp_path / "history"
+    noisy_run(history, "box-strict", 1, 1.0)
+    noisy_run(history, "box-strict", 2, 1.12)  # noisy: significant but not confident past 5%
+    write_run(history, "box-loose", 1)
+    write_run(history, "box-loose", 2, {"layernorm[d=8]": 1.2})  # tight, but below the loose leg's 30%
+    write_run(history, "box-loose", 3, {"layernorm[d=8]": 1.2 * 1.5})  # +50%: flagged at 30%
+
+    def flagged(name: str, *extra: str) -> tuple[int, str]:
+        assert main(["report", str(history), "-o", str(tmp_path / name), *extra]) == 0
+        capsys.readouterr()
+        text = (tmp_path / name / "history.html").read_text(encoding="utf-8")
+        return int(text.split(" flagged regression point(s)")[0].rsplit(">", 1)[1]), text
+
+    # as `xpubench compare` (5%, significant): the noisy case and both loose steps
+    assert flagged("plain")[0] == 3
+    assert flagged("confident", "--rule", "confident")[0] == 2  # the tight steps only
+    # the gate: strict leg 5% confident (noisy case not flagged), loose leg 30% (only the +50%)
+    count, text = flagged("gate", "--matrix-file", str(two_legs.path))
+    assert count == 1 and "nightly gate" in text and "matrix.toml" in text
+    monkeypatch.setenv(M.ENV_VAR, str(two_legs.path))  # --gate alone: the definition the gate reads
+    assert flagged("gate-env", "--gate")[0] == 1
+    assert main(["report", str(history), "-o", str(tmp_path / "x"), "--matrix-file", str(tmp_path / "no.toml")]) == 2
+    assert "no such matrix definition" in capsys.readouterr().err

@@ -7,18 +7,26 @@ page code loads when a site is built.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.matrix import Matrix
 
 __all__ = ["build_site"]
 
 
 def build_site(inputs: list[str | Path], out_dir: Path, *, baseline: str | None = None,
                title: str | None = None, threshold: float = 0.05,
-               suite_thresholds: dict[str, float] | None = None) -> Path:
+               suite_thresholds: dict[str, float] | None = None, rule: str = "significant",
+               gate: "Matrix | None" = None) -> Path:
     """Read results files, folders and pytest-benchmark JSON; write the site; return index.html.
 
     ``baseline``: backend spec the speedup heatmaps divide by (default: the fp32
-    CPU backend of each machine). ``threshold``: the change the history page's
-    regression marks require (as ``xpubench compare --threshold``). Files found
+    CPU backend of each machine). ``threshold`` and ``rule``: what the history
+    page's regression marks require (as ``xpubench compare --threshold --rule``).
+    ``gate``: a nightly matrix definition (``bench.matrix.load_matrix()``); the
+    marks are then the nightly gate's (each machine's run against its previous run
+    with its leg's threshold, rule and per-night alpha). Files found
     inside folders that cannot be read are left out and listed on the index page;
     a file named directly must be readable (``bench.errors.UserError`` otherwise).
     """
@@ -30,4 +38,4 @@ def build_site(inputs: list[str | Path], out_dir: Path, *, baseline: str | None 
     if not result.runs:
         raise UserError(f"no results files found in {', '.join(str(i) for i in inputs) or 'no inputs'}")
     return write_site(result, Path(out_dir), baseline=baseline, title=title, threshold=threshold,
-                      suite_thresholds=suite_thresholds)
+                      suite_thresholds=suite_thresholds, rule=rule, gate=gate)

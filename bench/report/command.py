@@ -10,7 +10,7 @@ DEFAULT_OUT = "results/report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.compare import parse_threshold
+    from bench.compare import DEFAULT_RULE, RULES, parse_threshold
 
     parser.add_argument("inputs", nargs="+", metavar="RESULTS",
                         help="results files or folders (searched recursively), pytest-benchmark JSON files")
@@ -22,6 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", default=None, help="title shown on every page")
     parser.add_argument("--threshold", type=parse_threshold, default=0.05, metavar="PCT",
                         help="change the history page marks, as in `xpubench compare` (default 5%%)")
+    parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE,
+                        help="what the history page marks as a regression, as `xpubench compare --rule` "
+                             "(default significant)")
+    parser.add_argument("--gate", action="store_true",
+                        help="mark the history exactly as the nightly gate flags it: each machine with its "
+                             "leg's threshold, rule and per-night alpha from the matrix definition "
+                             "(bench/matrix.toml, $XPUBENCH_MATRIX or --matrix-file); overrides "
+                             "--threshold and --rule")
+    parser.add_argument("--matrix-file", metavar="TOML", default=None,
+                        help="the matrix definition --gate reads (implies --gate)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
         result = load_runs(args.inputs, strict=False)
         if not result.runs:
             raise UserError(f"no results files found in {', '.join(args.inputs)}")
+        gate = None
+        if getattr(args, "gate", False) or getattr(args, "matrix_file", None):
+            from bench.matrix import load_matrix
+
+            gate = load_matrix(getattr(args, "matrix_file", None))
     except UserError as e:
         print(f"xpubench report: {e}", file=sys.stderr)
         return 2
@@ -47,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         index = write_site(result, Path(args.out), baseline=baseline, title=getattr(args, "title", None),
-                           threshold=getattr(args, "threshold", 0.05))
+                           threshold=getattr(args, "threshold", 0.05),
+                           rule=getattr(args, "rule", "significant"), gate=gate)
     except OSError as e:
         print(f"xpubench report: cannot write {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2

@@ -52,6 +52,8 @@ class Model:
     title: str
     threshold: float
     suite_thresholds: dict[str, float]
+    rule: str = compare.DEFAULT_RULE
+    gate: Any = None  # a bench.matrix.Matrix: mark the history as the nightly gate judges it
     latest: dict[str, dict[Key, F.Entry]] = field(default_factory=dict)  # machine -> key -> entry
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest machine block
     ceilings: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest embedded ceilings
@@ -509,9 +511,37 @@ def machines_page(model: Model) -> Page:
     return page
 
 
+def gate_flags(model: Model) -> dict[tuple[str, str, Key], tuple[str, float | None]]:
+    """(run id, machine, key) -> (verdict, ratio) of every change the nightly gate flags.
+
+    Each run of a machine against that machine's previous run, with the leg's
+    threshold, rule and per-night alpha (``bench.matrix.compare_night``, the code of
+    ``xpubench matrix --night``), so the page marks exactly what the gate flagged.
+    """
+    from bench import matrix as M
+
+    by_machine: dict[str, list[LoadedRun]] = defaultdict(list)
+    for run in model.runs:  # oldest first
+        by_machine[run.machine_id].append(run)
+    out: dict[tuple[str, str, Key], tuple[str, float | None]] = {}
+    for mid, runs in by_machine.items():
+        for prev, run in zip(runs, runs[1:]):
+            leg = M.leg_of_run(run, run.source.parent, model.gate)
+            lg = model.gate.legs.get(leg) if leg else None
+            t = lg.threshold if lg else model.gate.default_threshold
+            a = lg.alpha if lg else model.gate.default_alpha
+            rule = lg.rule if lg else model.gate.default_rule
+            comparisons, _ = M.compare_night(prev, [run], t, a, rule=rule, with_ci=False)
+            for c in comparisons:
+                if c.verdict in (compare.REGRESSION, compare.IMPROVEMENT):
+                    out[(run.run_id, mid, (c.suite, c.case, c.mode, c.backend))] = (c.verdict, c.ratio)
+    return out
+
+
 def history_series(model: Model) -> dict[tuple[str, str, str], list[F.Series]]:
     """(suite, case, mode) -> one series per (machine, backend), flagged like `compare` would."""
     grouped: dict[tuple[str, str, str], dict[tuple[str, str], F.Series]] = defaultdict(dict)
+    flags = gate_flags(model) if model.gate is not None else None
     for run in model.runs:  # oldest first
         if run.time is None:
             continue
@@ -521,14 +551,20 @@ def history_series(model: Model) -> dict[tuple[str, str, str], list[F.Series]]:
             suite, case, mode, backend = _key(m)
             series = grouped[(suite, case, mode)].setdefault(
                 (run.machine_id, backend), F.Series(f"{run.machine_id} · {backend}"))
-            series.points.append(F.HistoryPoint(t_ms, F.Entry(m, run.machine_id, label), run.short_commit))
+            point = F.HistoryPoint(t_ms, F.Entry(m, run.machine_id, label), run.short_commit)
+            flag = flags.get((run.run_id, run.machine_id, _key(m))) if flags is not None else None
+            if flag:
+                point.flag, point.change = flag[0], (flag[1] - 1.0 if flag[1] else None)
+            series.points.append(point)
+    if flags is not None:
+        return {k: sorted(v.values(), key=lambda s: s.label) for k, v in grouped.items()}
     for (suite, _, _), by_series in grouped.items():
         threshold = model.suite_thresholds.get(suite, model.threshold)
         for series in by_series.values():
             prev = None
             for p in series.points:
                 if prev is not None and R.is_ok(prev.entry.m) and R.is_ok(p.entry.m):
-                    d = compare.judge(prev.entry.m, p.entry.m, threshold=threshold)
+                    d = compare.judge(prev.entry.m, p.entry.m, threshold=threshold, rule=model.rule)
                     if d.verdict in (compare.REGRESSION, compare.IMPROVEMENT):
                         p.flag, p.change = d.verdict, (d.ratio - 1.0 if d.ratio else None)
                 if R.is_ok(p.entry.m):
@@ -536,13 +572,25 @@ def history_series(model: Model) -> dict[tuple[str, str, str], list[F.Series]]:
     return {k: sorted(v.values(), key=lambda s: s.label) for k, v in grouped.items()}
 
 
+def _marks_text(model: Model) -> str:
+    """What the triangles of the history page mean, in one sentence."""
+    if model.gate is not None:
+        return ("Triangles mark points that the nightly gate (<code>xpubench matrix --night</code>) flags against "
+                "the previous run of the same machine: each machine with its leg's threshold, rule and alpha "
+                f"from <code>{esc(model.gate.path.name)}</code>.")
+    if model.rule == compare.CONFIDENT:
+        how = f"significant and the whole 95% CI of the change beyond the {model.threshold:.0%} threshold"
+    else:
+        how = f"significant and beyond the {model.threshold:.0%} threshold"
+    return ("Triangles mark points that <code>xpubench compare</code> flags against the previous run of the same "
+            f"machine (rule {esc(model.rule)}: {how}).")
+
+
 def history_page(model: Model) -> Page:
     page = Page(model, HISTORY, "History")
     dated = sum(1 for r in model.runs if r.time)
     page.add(f'<p class="lead">Median time per step of every case over {dated} runs, per machine and backend, '
-             "with its 95% confidence band. Triangles mark points that <code>xpubench compare</code> flags "
-             f"against the previous run of the same machine (significant and beyond the "
-             f"{model.threshold:.0%} threshold).</p>")
+             "with its 95% confidence band. " + _marks_text(model) + "</p>")
     if dated < len(model.runs):
         page.add(f'<p class="note">{len(model.runs) - dated} run(s) have no start time and are not plotted.</p>')
     series = history_series(model)
@@ -671,11 +719,12 @@ def _remove_stale_pages(out_dir: Path, keep: set[str]) -> None:
 
 def write_site(result: LoadResult, out_dir: Path, *, baseline: str | None = None, title: str | None = None,
                threshold: float = compare.DEFAULT_THRESHOLD,
-               suite_thresholds: Mapping[str, float] | None = None) -> Path:
+               suite_thresholds: Mapping[str, float] | None = None, rule: str = compare.DEFAULT_RULE,
+               gate: Any = None) -> Path:
     """Write every page and asset into ``out_dir``; return the index.html path."""
     out_dir = Path(out_dir)
     model = Model(result.runs, list(result.problems), baseline, title or "xpubench report", threshold,
-                  dict(suite_thresholds or {}))
+                  dict(suite_thresholds or {}), compare.check_rule(rule), gate)
     assets.write_assets(out_dir)
     F.use_palette({str(m.get("backend", "")) for r in model.runs for m in r.measurements} | set(model.machines))
     pages = [index_page(model)] + [suite_page(model, s) for s in model.suites] + [
