@@ -130,23 +130,28 @@ def validate(doc: Any, name: str) -> dict:
     return doc
 
 
+def load_json_file(path: Path, error: type[Exception] = ResultsFileError) -> Any:
+    """Parse a JSON file; any problem is one line naming the file, raised as ``error``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, expected a results file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        cut = e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string")
+        what = "truncated (the file ends mid-document)" if cut else "not valid JSON"
+        raise error(f"{path}: {what} (line {e.lineno}, column {e.colno})") from None
+
+
 def read_run(path: str | Path) -> dict:
     """Read and validate one run file. Errors are one line naming the file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ResultsFileError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ResultsFileError(f"{p}: is a folder, expected a results file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultsFileError(f"{p}: cannot read ({e.__class__.__name__}: {e})") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        what = "truncated" if e.pos >= len(text.rstrip()) - 1 else "not valid JSON"
-        raise ResultsFileError(f"{p}: {what} (line {e.lineno}, column {e.colno})") from None
-    doc = validate(doc, str(p))
+    doc = validate(load_json_file(p), str(p))
     doc.setdefault("_path", str(p))
     return doc
 

@@ -9,7 +9,6 @@ source file, machine, start time and commit.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from typing import Any, Iterable
 
 from bench.errors import UserError
 from bench.report import pytest_json
-from bench.results import FAILED_STATUSES, ResultsFileError, collect_run_files, validate
+from bench.results import FAILED_STATUSES, ResultsFileError, collect_run_files, load_json_file, validate
 
 UNKNOWN_MACHINE = "unknown-machine"
 
@@ -102,20 +101,7 @@ def _git_block(run: dict, machine: dict) -> dict:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, expected a results file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        cut = e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string")
-        what = "truncated (the file ends mid-document)" if cut else "not valid JSON"
-        raise InputError(f"{path}: {what} (line {e.lineno}, column {e.colno})") from None
+    return load_json_file(path, InputError)
 
 
 def read_input_file(path: Path) -> LoadedRun:
