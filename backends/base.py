@@ -13,19 +13,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from bench.errors import UserError
+from xpubench.errors import UserError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from bench.spec import Case
+    from xpubench.spec.registry import Case
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8", "fp8")
 
 # framework -> (module:class, devices it knows)
 FRAMEWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "torch": ("backends.torch_backend:TorchBackend", ("cpu", "cuda")),
-    "jax": ("backends.jax_backend:JaxBackend", ("cpu", "gpu", "tpu")),
+    "torch": ("xpubench.backends.torch.backend:TorchBackend", ("cpu", "cuda")),
+    "jax": ("xpubench.backends.jax.backend:JaxBackend", ("cpu", "gpu", "tpu")),
 }
 
 _DEVICE_RE = re.compile(r"^([a-z]+)(\d*)$")

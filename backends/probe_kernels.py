@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import Backend, Step
+from xpubench.backends.base import Backend, Step
 
 # Which matmul precisions to try on each framework/device; the rest are recorded
 # as unsupported with a reason.
@@ -131,7 +131,7 @@ def _host_operand(name: str, n: int, precision: str, dtype: Any):
     """A seeded n x n operand built on the host: no device-side RNG to compile per shape."""
     import numpy as np
 
-    from backends.torch_backend import seed_for
+    from xpubench.seeding import seed_for
 
     x = np.random.default_rng(seed_for(name, 0)).standard_normal((n, n), dtype=np.float32)
     if precision == "int8":

@@ -1,3 +1,3 @@
-from bench.cli import main
+from xpubench.cli.main import main
 
 raise SystemExit(main())

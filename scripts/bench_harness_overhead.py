@@ -1,7 +1,7 @@
 """Harness vs hand-written loop: the classic MNIST training step on torch:cpu:fp32.
 
 Runs, interleaved in one process (A B A B ..., so machine drift hits both alike):
-  A. ``bench.worker.measure_case`` on training/mnist_cnn (default size: batch 128):
+  A. ``xpubench.run.worker.measure_case`` on training/mnist_cnn (default size: batch 128):
      its median step time (and mean, for reference);
   B. a plain training loop written here (same model, Adadelta, batch, loss):
      ``--warmup`` untimed steps, then ``--steps`` steps each timed with
@@ -30,7 +30,7 @@ def plain_loop_step_times(steps: int, warmup: int, batch: int) -> list[float]:
     import torch
     import torch.nn.functional as F
 
-    from suites.models import cnn
+    from xpubench.suites.models import cnn
 
     torch.manual_seed(0)
     model = cnn.torch_mnist_cnn()
@@ -63,9 +63,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
 
-    from backends.base import make_backend
-    from bench import spec as specmod
-    from bench.worker import RunOptions, measure_case
+    from xpubench.backends.base import make_backend
+    from xpubench.spec import registry as specmod
+    from xpubench.run.worker import RunOptions, measure_case
 
     backend = make_backend("torch:cpu:fp32")
     info = backend.setup(args.threads)

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import build_site  # noqa: E402
+from xpubench.report import build_site  # noqa: E402
 
 SUITES = {"normalization": ("samples", 32), "training": ("tokens", 4096), "optimizers": ("parameters", 1e6)}
 BACKENDS = ["torch:cpu:fp32", "jax:cpu:fp32", "torch:cuda:fp32", "torch:cuda:bf16"]

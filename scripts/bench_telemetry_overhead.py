@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from backends.base import make_backend
-from bench import spec as specmod
-from bench.worker import RunOptions, measure_case
+from xpubench.backends.base import make_backend
+from xpubench.spec import registry as specmod
+from xpubench.run.worker import RunOptions, measure_case
 
 
 def main() -> None:

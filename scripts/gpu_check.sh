@@ -20,7 +20,7 @@ $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_real.py tests/test_te
   2>&1 | tee "$OUT/gpu_tests.log" || status=1
 
 echo "== probe (ceilings)"
-$PY -m bench probe -b torch:cuda -b jax:gpu --size large --refresh --out "$OUT/results" --machine-id "$MID" \
+$PY -m xpubench probe -b torch:cuda -b jax:gpu --size large --refresh --out "$OUT/results" --machine-id "$MID" \
   2>&1 | tee "$OUT/probe.log" || status=1
 
 TORCH="-b torch:cuda:fp32 -b torch:cuda:tf32 -b torch:cuda:bf16 -b torch:cuda:fp16 -b torch:cuda:fp8"
@@ -28,7 +28,7 @@ JAX="-b jax:gpu:fp32 -b jax:gpu:bf16"
 for size in default large; do
   echo "== suites at $size size"
   # shellcheck disable=SC2086
-  $PY -m bench run $TORCH $JAX --size "$size" --time-budget "$BUDGET" --case-timeout 300 \
+  $PY -m xpubench run $TORCH $JAX --size "$size" --time-budget "$BUDGET" --case-timeout 300 \
     --out "$OUT/results" --machine-id "$MID" 2>&1 | tee "$OUT/run-$size.log" || status=1
 done
 find "$OUT" -name '*.json' -print

@@ -39,7 +39,7 @@ if [ ${#extras[@]} -gt 0 ]; then
   target=".[$(IFS=,; echo "${extras[*]}")]"
 fi
 pip install -q -e "$target" 2>&1 | grep -v "^WARNING: Location" || true
-python -c "import bench, backends, suites" # fail here, not later, if the install broke
+python -c "import xpubench, xpubench.backends, xpubench.suites" # fail here, not later, if the install broke
 
 if [ "$dev" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

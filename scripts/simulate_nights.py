@@ -26,9 +26,9 @@
    best (a step no measurement can resolve proves nothing).
 3. Does what the nightly's final job does, night after night: the artifacts of
    the night (``xpubench-cpu/<machine_id>/...``) are gated against the history
-   with ``bench.matrix.gate_night`` (``bench.compare``, the CPU leg's threshold,
+   with ``xpubench.ci.matrix.gate_night`` (``xpubench.regress.compare``, the CPU leg's threshold,
    rule and alpha) and merged into it; then the history report is built the way
-   the workflow builds it (``bench.report.build_site(..., gate=matrix)``).
+   the workflow builds it (``xpubench.report.build_site(..., gate=matrix)``).
 4. Checks the issue's acceptance: "the slowdown is flagged on night 20 and on no
    other night": the gate fails the injection night because of the injected case
    (at least one of its backends), and no other flag anywhere (each such flag is
@@ -71,9 +71,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 
-from bench import matrix as M  # noqa: E402
-from bench.results import atomic_write_json, read_run, run_file_path  # noqa: E402
-from bench.stats import drift, summarize  # noqa: E402
+from xpubench.ci import matrix as M  # noqa: E402
+from xpubench.results.files import atomic_write_json, read_run, run_file_path  # noqa: E402
+from xpubench.measure.stats import drift, summarize  # noqa: E402
 
 LEG = "cpu"
 # (machine id, speed relative to the real run): three machines, one of them slower, one faster
@@ -102,7 +102,7 @@ def run_real_leg(out: Path, size: str, suites: list[str], cases: list[str], budg
     cmd += [a for s in suites for a in ("-s", s)] + [a for c in cases for a in ("-k", c)]
     if budget is not None:
         cmd += ["--time-budget", str(budget)]
-    print("$ " + " ".join(cmd[1:]).replace("-m bench", "xpubench"), flush=True)
+    print("$ " + " ".join(cmd[1:]).replace("-m xpubench", "xpubench"), flush=True)
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     print(f"  real CPU leg: exit {proc.returncode} in {time.monotonic() - t0:.0f} s", flush=True)
@@ -289,10 +289,10 @@ def replay(folders: list[Path], history: Path, matrix: M.Matrix, variants: list[
            summaries: Path | None) -> list[Flags]:
     """Gate every night against the history, then merge it, as the nightly's final job does.
 
-    ``variants[0]`` is the leg's gate: `bench.matrix.gate_night` itself decides it.
-    The others re-judge the same pairs of runs with `bench.compare`, for contrast.
+    ``variants[0]`` is the leg's gate: `xpubench.ci.matrix.gate_night` itself decides it.
+    The others re-judge the same pairs of runs with `xpubench.regress.compare`, for contrast.
     """
-    from bench import compare
+    from xpubench.regress import compare
 
     flags = [Flags(v) for v in variants]
     for night, folder in enumerate(folders, start=1):
@@ -358,7 +358,7 @@ def history_marks(site: Path, plan: Plan, history: Path) -> dict[str, Any]:
     The page is built with the matrix (``--gate``, as the workflow does), so its
     marks must be exactly the gate's flags: their count is compared by the caller.
     """
-    from bench.report.load import load_runs
+    from xpubench.report.load import load_runs
 
     html_text = (site / "history.html").read_text(encoding="utf-8")
     m = re.search(r'<script type="application/json" id="xpubench-figures">(.*?)</script>', html_text, re.S)
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             } for i in range(len(variants))]
         ok = all(s[0]["acceptance"] for _, _, s in runs)
         if not args.no_site:
-            from bench.report import build_site
+            from xpubench.report import build_site
 
             t1 = time.monotonic()
             # as the workflow builds it (`xpubench report history --gate`): the marks are the gate's

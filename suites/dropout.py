@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bench.spec import Work, workload
-from suites.common import numel
+from xpubench.spec.registry import Work, workload
+from xpubench.suites.common import numel
 
 
 def _work(p: Mapping[str, Any], mode: str) -> Work:
@@ -35,7 +35,7 @@ dropout = workload(
 def torch_dropout(ctx, p: Mapping[str, Any], mode: str):
     import torch
 
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     shape = (p["b"], p["t"], p["d"])
     drop = torch.nn.Dropout(p["p"])
@@ -74,7 +74,7 @@ def jax_dropout(ctx, p: Mapping[str, Any], mode: str):
     import jax
     from flax import nnx
 
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     shape = (p["b"], p["t"], p["d"])
     drop = nnx.Dropout(p["p"])

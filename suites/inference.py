@@ -37,9 +37,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bench.spec import Work, workload
-from suites import flops as fl
-from suites.models import cnn, jax_init_rngs
+from xpubench.spec.registry import Work, workload
+from xpubench.suites import flops as fl
+from xpubench.suites.models import cnn, jax_init_rngs
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 VARIANTS = ({"variant": "dense"}, {"variant": "pruned50"})
@@ -91,7 +91,7 @@ def accuracy(logits, labels) -> float:
 
 
 def agreement_notes(logits, ref_same_variant, ref_dense, pruned: bool) -> dict[str, Any]:
-    from suites.common import rel_l2
+    from xpubench.suites.common import rel_l2
 
     notes = {"top1_agreement_vs_fp32": top1_agreement(logits, ref_same_variant)}
     if pruned:
@@ -112,7 +112,7 @@ def torch_trained_state(ctx) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from backends.torch_backend import seed_for
+    from xpubench.seeding import seed_for
 
     key = (str(ctx.device), ctx.seed)
     if key not in _TORCH_TRAINED:
@@ -156,8 +156,8 @@ def _torch_sparsity(model) -> float:
 def torch_inference(ctx, p: Mapping[str, Any], mode: str):
     import torch
 
-    from backends.base import Step
-    from suites.training import skip_case, torch_cpu_fp16_skip
+    from xpubench.backends.base import Step
+    from xpubench.suites.training import skip_case, torch_cpu_fp16_skip
 
     reason = torch_cpu_fp16_skip(ctx)
     if ctx.precision == "int8" and ctx.device.type != "cpu":
@@ -212,7 +212,7 @@ def jax_trained_params(ctx):
     import optax
     from flax import nnx
 
-    from suites.models import jax_init
+    from xpubench.suites.models import jax_init
 
     key = (str(ctx.device), ctx.seed)
     if key not in _JAX_TRAINED:
@@ -291,7 +291,7 @@ def jax_inference(ctx, p: Mapping[str, Any], mode: str):
     import numpy as np
     from flax import nnx
 
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     pruned = p["variant"] == "pruned50"
     x, y = synthetic_digits(ctx, p["batch"], "eval")

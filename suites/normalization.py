@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from bench.spec import Work, workload
-from suites.common import numel
+from xpubench.spec.registry import Work, workload
+from xpubench.suites.common import numel
 
 MODES = ("forward", "forward_backward")
 EPS = 1e-5
@@ -105,7 +105,7 @@ def torch_norm_step(ctx, name: str, p: Mapping[str, Any], mode: str):
     """One builder for every normalization layer: they differ only in the module."""
     import torch
 
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     c = feature_count(name, p)
     m = _torch_module(name, p)
@@ -193,7 +193,7 @@ def jax_norm_step(ctx, name: str, p: Mapping[str, Any], mode: str):
     import jax
     from flax import nnx
 
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     c = feature_count(name, p)
     train = mode == "forward_backward"

@@ -1,7 +1,7 @@
 """Optimizer steps: torch.optim (for-loop, foreach, fused) and optax under jax.jit.
 
 Mode ``step``: one optimizer update of a parameter list shaped like a real model
-(suites.param_sets) with fixed random gradients. The step updates parameters and
+(xpubench.suites.param_sets) with fixed random gradients. The step updates parameters and
 optimizer state in place (torch) or through donated buffers (JAX), as a training
 step does; gradients stay fixed, so a step measures the optimizer alone.
 Unit of work: parameters (throughput = parameters updated per second).
@@ -97,9 +97,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from bench.spec import Work, workload
-from suites import param_sets
-from suites.common import numel
+from xpubench.spec.registry import Work, workload
+from xpubench.suites import param_sets
+from xpubench.suites.common import numel
 
 PARAM_SCALE = 0.05  # about a Kaiming-initialised conv weight
 GRAD_SCALE = 0.01
@@ -243,7 +243,7 @@ def _torch_draw(ctx, name: str, shape, scale: float):
 
 
 def torch_optimizer_step(ctx, p: Mapping[str, Any], impl: str):
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     torch = ctx.torch
     shapes = param_sets.shapes(p)
@@ -335,7 +335,7 @@ def _splitter(shapes: tuple[tuple[int, ...], ...]) -> Callable:
 @gpt.builder("jax")
 @flat.builder("jax")
 def jax_optax(ctx, p: Mapping[str, Any], mode: str):
-    from backends.base import Step
+    from xpubench.backends.base import Step
 
     jax = ctx.jax
     shapes = param_sets.shapes(p)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from suites.common import numel
+from xpubench.suites.common import numel
 
 Shapes = list[tuple[str, tuple[int, ...]]]
 

@@ -46,9 +46,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from bench.spec import Work, workload
-from suites import flops as fl
-from suites.models import cnn, jax_init_rngs, rnn, transformer
+from xpubench.spec.registry import Work, workload
+from xpubench.suites import flops as fl
+from xpubench.suites.models import cnn, jax_init_rngs, rnn, transformer
 
 MODES = ("train_step",)
 COMPILE_ENV = "XPUBENCH_TORCH_COMPILE"
@@ -261,7 +261,7 @@ def _tree_map(fn, tree):
 # ------------------------------------------------------------------------ torch step
 def skip_case(reason: str):
     """Raise the harness's "not applicable here" exception (recorded as skipped)."""
-    from bench import errors
+    from xpubench import errors
 
     raise errors.SkipCase(reason)
 
@@ -297,9 +297,9 @@ def torch_train_step(ctx, recipe: Recipe):
     import torch
     import torch.nn.functional as F
 
-    from backends.base import Step
-    from backends.torch_backend import seed_for
-    from suites.models import torch_param_count
+    from xpubench.backends.base import Step
+    from xpubench.seeding import seed_for
+    from xpubench.suites.models import torch_param_count
 
     reason = torch_cpu_fp16_skip(ctx)
     if reason:
@@ -404,8 +404,8 @@ def jax_train_step(ctx, recipe: Recipe):
     import optax
     from flax import nnx
 
-    from backends.base import Step
-    from suites.models import jax_init
+    from xpubench.backends.base import Step
+    from xpubench.suites.models import jax_init
 
     graphdef, params, stats = jax_init(recipe.model, nnx.Param, nnx.BatchStat, device=ctx.device)
     n_params = sum(int(a.size) for a in jax.tree.leaves(params))

@@ -4,7 +4,7 @@ import pytest
 
 
 def _cuda_visible() -> bool:
-    from backends import availability as av
+    from xpubench.backends import availability as av
 
     return bool(av.torch_cuda_build()) and av.nvidia_gpu_count() > 0
 

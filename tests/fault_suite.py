@@ -10,8 +10,8 @@ import os
 import signal
 import time
 
-from backends.base import Step
-from bench.spec import Work, workload
+from xpubench.backends.base import Step
+from xpubench.spec.registry import Work, workload
 
 SIZES = {"smoke": {"n": 1}, "default": {"n": 1}}
 

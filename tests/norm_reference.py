@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from suites.normalization import EPS, feature_count, input_shape
+from xpubench.suites.normalization import EPS, feature_count, input_shape
 
 
 def reference_forward(name, p, x, w, b, rm=None, rv=None, train=True):

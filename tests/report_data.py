@@ -179,7 +179,7 @@ def pytest_benchmark_doc(samples_by_name: dict[str, list[float]], *, node: str =
 
 # --------------------------------------------------------------------------- ceilings and work
 def ceilings_doc(machine_id: str, entries: dict[str, dict], measured_at: str) -> dict[str, Any]:
-    """A ``bench.ceilings`` document as ``xpubench probe`` writes it (machine block trimmed)."""
+    """A ``xpubench.hardware.ceilings`` document as ``xpubench probe`` writes it (machine block trimmed)."""
     return {"schema_version": 1, "machine": {"machine_id": machine_id}, "measured_at": measured_at,
             "xpubench_version": "0.1.0",
             "ceilings": {k: {**v, "measured_at": measured_at} for k, v in entries.items()}}
@@ -219,10 +219,10 @@ def site_runs(seed: int = 7, nights: int = 3) -> list[dict]:
     """Runs for the browser test: laptop and GPU node over ``nights`` nights, plus a hostile machine.
 
     The GPU node's last night slows ``layernorm`` on torch:cuda:fp32 by 15% (a flagged regression).
-    Runs carry measured ceilings and ``roofline`` blocks (``bench.roofline.attach_roofline``),
+    Runs carry measured ceilings and ``roofline`` blocks (``xpubench.hardware.roofline.attach_roofline``),
     except the laptop's first night and the hostile machine: files from before ``xpubench probe``.
     """
-    from bench.roofline import attach_roofline
+    from xpubench.hardware.roofline import attach_roofline
 
     rng = random.Random(seed)
     gpu = [{"kind": "cuda", "index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * 2**30}]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from backends.base import BackendSpec, all_specs, make_backend
-from bench import spec as specmod
-from bench.errors import UserError
+from xpubench.backends.base import BackendSpec, all_specs, make_backend
+from xpubench.spec import registry as specmod
+from xpubench.errors import UserError
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -73,11 +73,11 @@ def test_every_case_declares_its_work():
 def test_reimporting_a_suite_module_replaces_its_workloads_but_clashes_are_errors():
     import importlib
 
-    import suites.dropout as d
+    import xpubench.suites.dropout as d
 
     importlib.reload(d)  # what pytester's sys.modules restore amounts to
     assert specmod.load_all()[("dropout", "dropout")] is d.dropout
-    from bench.spec import Work, Workload, register
+    from xpubench.spec.registry import Work, Workload, register
 
     with pytest.raises(ValueError, match="declared twice"):
         register(Workload(suite="dropout", name="dropout", modes=("forward",), unit="x", sizes={},

@@ -5,9 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends import availability as av
-from backends import jax_backend, torch_backend
-from backends.base import BackendSpec, Step, make_backend
+from xpubench.backends import availability as av
+from xpubench.backends.jax import backend as jax_backend
+from xpubench.backends.torch import backend as torch_backend
+from xpubench.backends.base import BackendSpec, Step, make_backend
 
 
 # ---------------------------------------------------------------- availability probes

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import read_run
+from xpubench.results.files import read_run
 
 XPUBENCH = [sys.executable, "-m", "bench"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_user_mistakes_are_one_line_no_traceback(args, word, tmp_path):
 
 
 def test_list_and_env_work_without_loading_frameworks():
-    code = ("import sys, bench.cli as c; c.main(['list','--size','smoke']); "
+    code = ("import sys, xpubench.cli.main as c; c.main(['list','--size','smoke']); "
             "assert 'torch' not in sys.modules and 'jax' not in sys.modules, 'framework imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr

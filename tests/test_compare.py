@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare as C
+from xpubench.regress import compare as C
 from tests import report_data as D
 
 REAL = sorted(D.REAL_SAMPLES)
@@ -261,7 +261,7 @@ def test_threshold_parsing():
 
 
 def test_min_p_for_large_samples_does_not_overflow():
-    from bench.compare import min_mann_whitney_p
+    from xpubench.regress.compare import min_mann_whitney_p
 
     assert min_mann_whitney_p(3, 3) == pytest.approx(0.1)
     assert min_mann_whitney_p(5000, 5000) == 0.0
@@ -394,7 +394,7 @@ def test_cli_rule_option(noisy_nights, capsys):
 
 
 def test_history_page_marks_follow_the_rule(noisy_nights, tmp_path: Path):
-    from bench.report import build_site
+    from xpubench.report import build_site
 
     def flagged(rule: str) -> int:
         index = build_site(list(noisy_nights), tmp_path / f"site-{rule}", threshold=0.10, rule=rule)

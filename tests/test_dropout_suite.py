@@ -4,8 +4,8 @@ parity between torch and JAX is statistical (their RNGs differ)."""
 import numpy as np
 import pytest
 
-from backends.base import make_backend
-from bench import spec as specmod
+from xpubench.backends.base import make_backend
+from xpubench.spec import registry as specmod
 
 CASES = specmod.select(["dropout"], None, "smoke")
 

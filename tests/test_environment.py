@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import environment
-from bench.environment import cpu_threads_info, fingerprint, validate_machine_id
+from xpubench.hardware import fingerprint as environment
+from xpubench.hardware.fingerprint import cpu_threads_info, fingerprint, validate_machine_id
 from tests.fakes.nvml import FakeGpu, FakeNvml, driver_not_loaded, library_not_found, not_supported
 
 
@@ -43,7 +43,7 @@ def test_fingerprint_fields_on_this_machine():
 
 
 def test_software_versions_from_metadata_without_importing_frameworks():
-    code = ("import sys, bench.environment as e; s = e.software_versions(); "
+    code = ("import sys, xpubench.hardware.fingerprint as e; s = e.software_versions(); "
             "print(s['torch'] is not None, 'torch' in sys.modules, 'jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent, check=True).stdout.split()

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from backends.base import Step, make_backend
-from bench import spec as specmod
-from bench.worker import RunOptions, measure_case
+from xpubench.backends.base import Step, make_backend
+from xpubench.spec import registry as specmod
+from xpubench.run.worker import RunOptions, measure_case
 
 pytestmark = pytest.mark.gpu
 

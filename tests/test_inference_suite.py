@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.base import make_backend
-from bench import spec as specmod
-from bench.worker import RunOptions, measure_case
-from suites import inference as inf
-from suites import training as tr
+from xpubench.backends.base import make_backend
+from xpubench.spec import registry as specmod
+from xpubench.run.worker import RunOptions, measure_case
+from xpubench.suites import inference as inf
+from xpubench.suites import training as tr
 
 SMOKE = specmod.select(["inference"], None, "smoke")
 OPTS = RunOptions(size="smoke", telemetry=False, time_budget_s=0.05)
@@ -94,7 +94,7 @@ def test_numpy_pruning_rule_matches_torch():
     import torch
     import torch.nn.utils.prune as prune
 
-    from suites.models import cnn
+    from xpubench.suites.models import cnn
 
     torch.manual_seed(0)
     model = cnn.torch_mnist_cnn()

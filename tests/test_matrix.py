@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import matrix as M
-from bench.cli import build_parser, main
-from bench.errors import UserError
-from bench.results import atomic_write_json
+from xpubench.ci import matrix as M
+from xpubench.cli.main import build_parser, main
+from xpubench.errors import UserError
+from xpubench.results.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def test_every_extra_is_a_pyproject_extra():
 
 
 def test_every_suite_named_in_the_matrix_exists():
-    from bench import spec
+    from xpubench.spec import registry as spec
 
     spec.load_all()
     known = set(spec.suites())

@@ -4,8 +4,8 @@ and torch-vs-JAX parity on identical inputs and weights."""
 import numpy as np
 import pytest
 
-from backends.base import make_backend
-from bench import spec as specmod
+from xpubench.backends.base import make_backend
+from xpubench.spec import registry as specmod
 from tests.norm_reference import directional_grad_check, has_bias, make_inputs, reference_forward
 
 CASES = specmod.select(["normalization"], None, "smoke")
@@ -65,7 +65,7 @@ def test_parameter_counts_equal(name):
     import torch  # noqa: F401
     from flax import nnx
 
-    from suites.normalization import _flax_module, _torch_module
+    from xpubench.suites.normalization import _flax_module, _torch_module
 
     case = next(c for c in CASES if c.name == name)
     tm = _torch_module(name, case.params)

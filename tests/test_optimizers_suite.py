@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.base import make_backend
-from bench import spec as specmod
-from bench.results import read_runs
-from suites import optimizers as opt
-from suites import param_sets
+from xpubench.backends.base import make_backend
+from xpubench.spec import registry as specmod
+from xpubench.results.files import read_runs
+from xpubench.suites import optimizers as opt
+from xpubench.suites import param_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = specmod.select(["optimizers"], None, "smoke")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import ceilings as cl
-from bench import probe
-from bench.cli import main
-from bench.errors import UserError
-from bench.roofline import attach_roofline
+from xpubench.hardware import ceilings as cl
+from xpubench.hardware import probe
+from xpubench.cli.main import main
+from xpubench.errors import UserError
+from xpubench.hardware.roofline import attach_roofline
 
 
 def cpu_flops_bound(flops_per_cycle: float) -> float:
@@ -240,7 +240,7 @@ def test_command_user_errors_exit_2(tmp_path, capsys):
 
 def test_probe_in_subprocess_reports_unavailable_device():
     # a fresh process, a clear one-line reason (no GPU here)
-    from backends import availability as av
+    from xpubench.backends import availability as av
 
     if av.torch_cuda_build() and av.nvidia_gpu_count() > 0:
         pytest.skip("a GPU is present")
@@ -251,7 +251,7 @@ def test_probe_in_subprocess_reports_unavailable_device():
 @pytest.mark.gpu
 def test_probe_torch_cuda_smoke_stays_below_the_spec_sheet():
     """On a real GPU: every ceiling is positive and under the vendor's dense peak."""
-    from bench import specsheet
+    from xpubench.hardware import specsheet
 
     entry = probe.probe_device("torch:cuda", "smoke")
     assert entry["matmul_flops_per_s"]["fp32"] > 0 and entry["matmul_flops_per_s"]["bf16"] > 0

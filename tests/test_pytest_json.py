@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare as C
-from bench.errors import UserError
-from bench.report import build_site, pytest_json
-from bench.report.load import load_runs, read_input_file
+from xpubench.regress import compare as C
+from xpubench.errors import UserError
+from xpubench.report import build_site, pytest_json
+from xpubench.report.load import load_runs, read_input_file
 from tests import report_data as D
 
 BENCH_FILE = '''

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import pytest_support as support
-from bench.pytest_support import DeviceWait, plain, round_target, rounds_for
-from bench.timing import TimingConfig
+from xpubench.pytest import session as support
+from xpubench.pytest.session import DeviceWait, plain, round_target, rounds_for
+from xpubench.measure.timing import TimingConfig
 
 pytest_plugins = ["pytester"]
 
@@ -35,11 +35,11 @@ EXTRA_KEYS = {"suite", "case", "mode", "backend", "unit", "units_per_step", "thr
 
 def _plugin_registered() -> bool:
     """True once pyproject's pytest11 entry point is installed (then -p would register twice)."""
-    return any(ep.value.split(":")[0].strip() == "bench.pytest_plugin"
+    return any(ep.value.split(":")[0].strip() == "xpubench.pytest.plugin"
                for ep in md.entry_points(group="pytest11"))
 
 
-PLUGIN = [] if _plugin_registered() else ["-p", "bench.pytest_plugin"]
+PLUGIN = [] if _plugin_registered() else ["-p", "xpubench.pytest.plugin"]
 QUICK = ["--xpu-size", "smoke", "--xpu-time-budget", "0.05", "--xpu-min-rounds", "5",
          "-p", "no:cacheprovider", "-p", "no:randomly"]
 
@@ -49,7 +49,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def available(spec: str) -> bool:
-    from backends.base import make_backend
+    from xpubench.backends.base import make_backend
 
     return make_backend(spec).availability().ok
 
@@ -87,7 +87,7 @@ def test_round_target_waits_every_call_when_asked_and_not_at_all_on_a_synchronou
 def test_accelerator_rounds_end_with_a_device_synchronize():
     from types import SimpleNamespace
 
-    from backends.base import make_backend
+    from xpubench.backends.base import make_backend
 
     syncs = []
     backend = make_backend("torch:cuda1:bf16")  # the real adapter, with a fake torch.cuda
@@ -130,7 +130,7 @@ def test_warnings_are_recorded_once_and_still_reach_pytest():
 
 
 def test_bad_specs_are_rejected_with_the_accepted_forms():
-    from bench.errors import UserError
+    from xpubench.errors import UserError
 
     assert support.parse_specs(["TORCH:cpu:fp32", "torch:cpu:fp32", "jax:cpu:bf16"]) == [
         "torch:cpu:fp32", "jax:cpu:bf16"]
@@ -158,7 +158,7 @@ def test_without_the_switch_a_plain_run_gets_nothing_extra(pytester: pytest.Pyte
 
 
 def test_importing_the_plugin_imports_no_framework(pytester: pytest.Pytester):
-    code = ("import sys, bench.pytest_plugin; "
+    code = ("import sys, xpubench.pytest.plugin; "
             "print(sorted(m for m in ('torch', 'jax', 'numpy', 'flax') if m in sys.modules))")
     res = pytester.run(sys.executable, "-c", code)
     assert res.ret == 0, res.stderr.str()
@@ -172,7 +172,7 @@ def test_switch_collects_case_x_backend_items_and_only_them(pytester: pytest.Pyt
     res = run(pytester, *args)
     assert res.ret == 0, res.stdout.str()
     ids = [ln for ln in res.stdout.lines if "::" in ln]
-    from bench.spec import select
+    from xpubench.spec.registry import select
 
     cases = [c.full_name for c in select(["dropout"], None, "smoke")]
     assert ids == [f"xpubench::test_suite[{c}-{b}]" for c in cases for b in ("torch:cpu:fp32", "jax:cpu:bf16")]
@@ -227,7 +227,7 @@ def test_json_has_every_item_with_our_extra_info(pytester: pytest.Pytester):
             assert 0 < e["error_vs_fp32"] < 0.1  # bf16 against its fp32 twin
         assert e["framework"] != "jax" or e["compile_s"] > 0  # AOT compile, kept out of the rounds
 
-    from bench.report.pytest_json import convert  # `xpubench report` reads it like its own runs
+    from xpubench.report.pytest_json import convert  # `xpubench report` reads it like its own runs
 
     run_doc = convert(doc)
     assert {(m["case"], m["backend"]) for m in run_doc["measurements"]} == set(got)
@@ -244,7 +244,7 @@ def _clock_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(xpb_clock_suite=textwrap.dedent("""
         import os
 
-        from bench.spec import Work, workload
+        from xpubench.spec.registry import Work, workload
 
         NOW = [0.0]
 
@@ -260,7 +260,7 @@ def _clock_suite(pytester: pytest.Pytester) -> None:
 
         @tick.builder("torch")
         def build(ctx, params, mode):
-            from backends.base import Step
+            from xpubench.backends.base import Step
 
             seconds = float(os.environ["XPB_STEP_S"])
 
@@ -277,7 +277,7 @@ def _clock_suite(pytester: pytest.Pytester) -> None:
 
         @nan.builder("torch")
         def build_nan(ctx, params, mode):
-            from backends.base import Step
+            from xpubench.backends.base import Step
 
             return Step(run=lambda: None, finite=lambda: False)
     """))

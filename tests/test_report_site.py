@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from tests import report_data as D
-from bench.report import build_site
-from bench.report.load import load_runs
-from bench.report.records import esc
+from xpubench.report import build_site
+from xpubench.report.load import load_runs
+from xpubench.report.records import esc
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
@@ -458,7 +458,7 @@ def test_folder_with_a_stray_file_still_builds(tmp_path: Path):
 def test_every_figure_is_a_valid_plotly_figure(tmp_path: Path):
     """plotly's own schema validation (the pages build plain dicts for speed)."""
     go = pytest.importorskip("plotly.graph_objects")
-    from bench.report import pages
+    from xpubench.report import pages
 
     root = tmp_path / "results"
     for doc in D.site_runs(nights=2):
@@ -536,7 +536,7 @@ def _fraction(machine: str, suite: str, case: str, backend: str) -> float:
 
 
 def test_efficiency_column_shows_percent_or_dash(visits: dict[str, PageVisit]):
-    from bench.report.records import fmt_pct
+    from xpubench.report.records import fmt_pct
 
     norm = visits["suite-normalization.html"]
     headers = norm.efficiency[0]["headers"]
@@ -562,7 +562,7 @@ def test_efficiency_column_shows_percent_or_dash(visits: dict[str, PageVisit]):
 
 
 def test_training_page_shows_mfu(visits: dict[str, PageVisit]):
-    from bench.report.records import fmt_pct
+    from xpubench.report.records import fmt_pct
 
     v = visits["suite-training.html"]
     mfu = [f for f in v.figures if f["kind"] == "mfu"]
@@ -587,9 +587,9 @@ def test_training_page_shows_mfu(visits: dict[str, PageVisit]):
 
 def test_old_files_get_roofline_from_their_embedded_ceilings(tmp_path: Path):
     """A file with top-level ceilings but no roofline blocks: the report works them out itself."""
-    from bench.report import pages
-    from bench.report.records import fmt_pct
-    from bench.roofline import roofline_fields
+    from xpubench.report import pages
+    from xpubench.report.records import fmt_pct
+    from xpubench.hardware.roofline import roofline_fields
 
     doc = D.site_runs(nights=1)[0]  # laptop, night 0: no ceilings, no roofline blocks
     assert "ceilings" not in doc and all("roofline" not in m for m in doc["measurements"])
@@ -608,8 +608,8 @@ def test_old_files_get_roofline_from_their_embedded_ceilings(tmp_path: Path):
 
 def test_spec_sheet_roofs_are_dashed_and_labelled(tmp_path: Path):
     """A GPU machine never probed: roofs and fractions come from the spec sheet, and say so."""
-    from bench.report import pages
-    from bench.roofline import attach_roofline
+    from xpubench.report import pages
+    from xpubench.hardware.roofline import attach_roofline
 
     doc = [d for d in D.site_runs(nights=1) if d["machine"]["machine_id"] == "gpu-node"][0]
     attach_roofline(doc, None)  # the NVML name "NVIDIA H100 80GB HBM3" matches the H100 SXM row

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.results import (SCHEMA_VERSION, ResultsFileError, RunWriter, collect_run_files, read_run,
+from xpubench.results.files import (SCHEMA_VERSION, ResultsFileError, RunWriter, collect_run_files, read_run,
                            read_runs)
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench import specsheet
-from bench.roofline import (CEILINGS_NONE, FIELDS, attach_roofline, device_key, memory_bandwidth,
+from xpubench.hardware import specsheet
+from xpubench.hardware.roofline import (CEILINGS_NONE, FIELDS, attach_roofline, device_key, memory_bandwidth,
                             roofline_fields)
 
 
@@ -188,7 +188,7 @@ def test_attach_roofline_without_ceilings():
 
 
 def test_roofline_chart_has_roofs_and_points():
-    from bench.report.roofline import roofline_figure, roofline_groups, roofline_spec
+    from xpubench.report.roofline import roofline_figure, roofline_groups, roofline_spec
 
     doc = attach_roofline(_run_doc(), _ceilings())
     recs = [m for m in doc["measurements"] if m["backend"].startswith("torch:cpu")]
@@ -216,7 +216,7 @@ def test_roofline_chart_has_roofs_and_points():
 
 
 def test_roofline_chart_without_ceilings_says_so():
-    from bench.report.roofline import roofline_spec
+    from xpubench.report.roofline import roofline_spec
 
     spec = roofline_spec([_record(flops=2e9, nbytes=1e6)], None, "t")
     assert any("xpubench probe" in a["text"] for a in spec["layout"]["annotations"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import specsheet
+from xpubench.hardware import specsheet
 
 # (reported name, expected row)
 NAMES = [

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench import stats
+from xpubench.measure import stats
 
 
 def test_summary_of_fixed_samples():

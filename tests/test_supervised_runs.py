@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import BackendSpec
-from bench import spec as specmod
-from bench.results import RunWriter, read_run
-from bench.runner import Runner
-from bench.worker import RunOptions
+from xpubench.backends.base import BackendSpec
+from xpubench.spec import registry as specmod
+from xpubench.results.files import RunWriter, read_run
+from xpubench.run.supervisor import Runner
+from xpubench.run.worker import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"good_a": "ok", "hang": "timeout", "raises": "error", "good_b": "ok", "nan_loss": "diverged",
@@ -77,10 +77,10 @@ def test_sigterm_ends_the_run_cleanly(tmp_path):
 
 
 def test_a_builder_that_is_not_offered_is_skipped_not_an_error():
-    from backends.base import make_backend
-    from bench.errors import SkipCase
-    from bench.spec import Work, Workload
-    from bench.worker import measure_case
+    from xpubench.backends.base import make_backend
+    from xpubench.errors import SkipCase
+    from xpubench.spec.registry import Work, Workload
+    from xpubench.run.worker import measure_case
 
     w = Workload(suite="t", name="fused_thing", modes=("step",), unit="calls", sizes={"smoke": {}},
                  work=lambda p, m: Work(1), precisions=("fp32",))
@@ -96,7 +96,7 @@ def test_a_builder_that_is_not_offered_is_skipped_not_an_error():
 
 
 def test_variants_per_size():
-    from bench.spec import Work, Workload
+    from xpubench.spec.registry import Work, Workload
 
     w = Workload(suite="t", name="v", modes=("step",), unit="calls",
                  sizes={"smoke": {"n": 1}, "default": {"n": 2}, "large": {"n": 3}},

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.telemetry import EnergyReading, energy_block, open_window
-from bench.telemetry import cpu_load
-from bench.telemetry.cpu_load import CpuLoad
-from bench.telemetry.estimate import (DEFAULT_W_PER_THREAD, IDLE_SHARE, CpuEstimateMeter, lookup_tdp,
+from xpubench.hardware.telemetry import EnergyReading, energy_block, open_window
+from xpubench.hardware.telemetry import cpu_load
+from xpubench.hardware.telemetry.cpu_load import CpuLoad
+from xpubench.hardware.telemetry.estimate import (DEFAULT_W_PER_THREAD, IDLE_SHARE, CpuEstimateMeter, lookup_tdp,
                                       visible_tdp)
 
 

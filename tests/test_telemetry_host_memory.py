@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench.telemetry import HostPeakMeter, open_window
+from xpubench.hardware.telemetry import HostPeakMeter, open_window
 
 MIB = 2**20
 SIZE = 256 * MIB

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.telemetry import decode_clock_event_reasons, open_window
-from bench.telemetry.gpu_energy import NvmlPowerMeter, counter_min_window_s, infer_counter_period
-from bench.telemetry.gpu_state import GpuStateMonitor
-from bench.telemetry.nvml import open_session
+from xpubench.hardware.telemetry import decode_clock_event_reasons, open_window
+from xpubench.hardware.telemetry.gpu_energy import NvmlPowerMeter, counter_min_window_s, infer_counter_period
+from xpubench.hardware.telemetry.gpu_state import GpuStateMonitor
+from xpubench.hardware.telemetry.nvml import open_session
 from tests.fakes.nvml import FakeGpu, FakeNvml, driver_not_loaded, library_not_found, not_supported
 
 
@@ -230,7 +230,7 @@ def test_unknown_device_kind_is_a_clear_error():
 
 
 def _real_nvml_or_skip():
-    from bench.telemetry.nvml import NvmlUnavailable
+    from xpubench.hardware.telemetry.nvml import NvmlUnavailable
 
     try:
         session = open_session()
@@ -246,7 +246,7 @@ def test_real_gpu_counter_window_and_fingerprint():
     """Runs only where an NVIDIA driver answers: the real pynvml path end to end."""
     import time
 
-    from bench.environment import fingerprint
+    from xpubench.hardware.fingerprint import fingerprint
 
     _real_nvml_or_skip()
     gpus = fingerprint()["accelerators"]

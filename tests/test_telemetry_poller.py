@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from bench.telemetry.poller import Poller
+from xpubench.hardware.telemetry.poller import Poller
 
 
 def _counting_poller(calls_wanted: int) -> tuple[Poller, list[int], threading.Event]:

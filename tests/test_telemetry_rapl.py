@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.telemetry import open_window
-from bench.telemetry.rapl import RaplMeter, RaplUnavailable, discover_zones
+from xpubench.hardware.telemetry import open_window
+from xpubench.hardware.telemetry.rapl import RaplMeter, RaplUnavailable, discover_zones
 from tests.fakes.powercap import MAX_RANGE_UJ, FakePowercap, standard_tree
 
 

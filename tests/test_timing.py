@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from bench.timing import TimingConfig, iterations_per_round, measure
+from xpubench.measure.timing import TimingConfig, iterations_per_round, measure
 
 
 class FakeDevice:

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from backends.base import make_backend
-from bench import spec as specmod
-from bench.spec import Case
-from bench.worker import RunOptions, measure_case
-from suites import flops as fl
-from suites import training as tr
+from xpubench.backends.base import make_backend
+from xpubench.spec import registry as specmod
+from xpubench.spec.registry import Case
+from xpubench.run.worker import RunOptions, measure_case
+from xpubench.suites import flops as fl
+from xpubench.suites import training as tr
 
 SMOKE = specmod.select(["training"], None, "smoke")
 NAMES = [c.name for c in SMOKE]
@@ -56,7 +56,7 @@ def case_named(name: str, size: str = "smoke") -> Case:
 def torch_count(name: str, params) -> int:
     import torch
 
-    from suites.models import torch_param_count
+    from xpubench.suites.models import torch_param_count
 
     with torch.device("meta"):  # no storage: GPT-2 small costs nothing
         return torch_param_count(tr.torch_recipe(name, None, params).model())
@@ -67,7 +67,7 @@ def jax_count(name: str, params) -> int:
     import jax.numpy as jnp
     from flax import nnx
 
-    from suites.models import jax_param_count
+    from xpubench.suites.models import jax_param_count
 
     ctx = SimpleNamespace(compute_dtype=jnp.float32, param_dtype=jnp.float32, seed=0,
                           precision="fp32", device=jax.devices("cpu")[0])

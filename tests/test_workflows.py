@@ -1,4 +1,4 @@
-"""The GitHub workflows: valid against the workflow schema, and the nightly matrix comes from bench/matrix.toml."""
+"""The GitHub workflows: valid against the workflow schema, and the nightly matrix comes from bench/ci/matrix.toml."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML  # comes with check-jsonschema (the dev extra); YAML 1.2: `on` stays a string
 
-from bench import matrix as M
+from xpubench.ci import matrix as M
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -108,7 +108,7 @@ def test_xpubench_matrix_github_prints_what_the_definition_produces():
     assert out.strip() == M.github_json(M.load_matrix())
     assert json.loads(out) == M.load_matrix().github()
     # and the stdlib-only form works as well (no install needed)
-    plain = subprocess.run([sys.executable, "-m", "bench.matrix", "--github"], capture_output=True, text=True,
+    plain = subprocess.run([sys.executable, "-m", "xpubench.ci.matrix", "--github"], capture_output=True, text=True,
                            check=True, cwd=ROOT, timeout=120).stdout
     assert plain == out
 

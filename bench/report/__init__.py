@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bench.matrix import Matrix
+    from xpubench.ci.matrix import Matrix
 
 __all__ = ["build_site"]
 
@@ -24,15 +24,15 @@ def build_site(inputs: list[str | Path], out_dir: Path, *, baseline: str | None 
     ``baseline``: backend spec the speedup heatmaps divide by (default: the fp32
     CPU backend of each machine). ``threshold`` and ``rule``: what the history
     page's regression marks require (as ``xpubench compare --threshold --rule``).
-    ``gate``: a nightly matrix definition (``bench.matrix.load_matrix()``); the
+    ``gate``: a nightly matrix definition (``xpubench.ci.matrix.load_matrix()``); the
     marks are then the nightly gate's (each machine's run against its previous run
     with its leg's threshold, rule and per-night alpha). Files found
     inside folders that cannot be read are left out and listed on the index page;
-    a file named directly must be readable (``bench.errors.UserError`` otherwise).
+    a file named directly must be readable (``xpubench.errors.UserError`` otherwise).
     """
-    from bench.errors import UserError
-    from bench.report.load import load_runs
-    from bench.report.pages import write_site
+    from xpubench.errors import UserError
+    from xpubench.report.load import load_runs
+    from xpubench.report.pages import write_site
 
     result = load_runs(inputs, strict=False)
     if not result.runs:

@@ -10,7 +10,7 @@ DEFAULT_OUT = "results/report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.compare import DEFAULT_RULE, RULES, parse_threshold
+    from xpubench.regress.compare import DEFAULT_RULE, RULES, parse_threshold
 
     parser.add_argument("inputs", nargs="+", metavar="RESULTS",
                         help="results files or folders (searched recursively), pytest-benchmark JSON files")
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate", action="store_true",
                         help="mark the history exactly as the nightly gate flags it: each machine with its "
                              "leg's threshold, rule and per-night alpha from the matrix definition "
-                             "(bench/matrix.toml, $XPUBENCH_MATRIX or --matrix-file); overrides "
+                             "(bench/ci/matrix.toml, $XPUBENCH_MATRIX or --matrix-file); overrides "
                              "--threshold and --rule")
     parser.add_argument("--matrix-file", metavar="TOML", default=None,
                         help="the matrix definition --gate reads (implies --gate)")
@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the site; print the path of index.html. Exit 2 on bad input."""
-    from bench.errors import UserError
-    from bench.report.load import load_runs
-    from bench.report.pages import write_site
+    from xpubench.errors import UserError
+    from xpubench.report.load import load_runs
+    from xpubench.report.pages import write_site
 
     try:
         result = load_runs(args.inputs, strict=False)
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"no results files found in {', '.join(args.inputs)}")
         gate = None
         if getattr(args, "gate", False) or getattr(args, "matrix_file", None):
-            from bench.matrix import load_matrix
+            from xpubench.ci.matrix import load_matrix
 
             gate = load_matrix(getattr(args, "matrix_file", None))
     except UserError as e:

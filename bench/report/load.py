@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from bench.errors import UserError
-from bench.report import pytest_json
-from bench.results import FAILED_STATUSES, ResultsFileError, collect_run_files, load_json_file, validate
+from xpubench.errors import UserError
+from xpubench.report import pytest_json
+from xpubench.results.files import FAILED_STATUSES, ResultsFileError, collect_run_files, load_json_file, validate
 
 UNKNOWN_MACHINE = "unknown-machine"
 

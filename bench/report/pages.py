@@ -24,13 +24,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from urllib.parse import quote
 
-from bench import compare
-from bench.report import assets, figures as F
-from bench.report import records as R
-from bench.report import roofline as RL
-from bench.report.load import LoadedRun, LoadResult
-from bench.report.records import attr, esc
-from bench.roofline import MFU_SUITES, roofline_fields
+from xpubench.regress import compare
+from xpubench.report import assets, figures as F
+from xpubench.report import records as R
+from xpubench.report import roofline as RL
+from xpubench.report.load import LoadedRun, LoadResult
+from xpubench.report.records import attr, esc
+from xpubench.hardware.roofline import MFU_SUITES, roofline_fields
 
 GENERATOR = "xpubench report"
 INDEX = "index.html"
@@ -53,7 +53,7 @@ class Model:
     threshold: float
     suite_thresholds: dict[str, float]
     rule: str = compare.DEFAULT_RULE
-    gate: Any = None  # a bench.matrix.Matrix: mark the history as the nightly gate judges it
+    gate: Any = None  # a xpubench.ci.matrix.Matrix: mark the history as the nightly gate judges it
     latest: dict[str, dict[Key, F.Entry]] = field(default_factory=dict)  # machine -> key -> entry
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest machine block
     ceilings: dict[str, dict[str, Any]] = field(default_factory=dict)  # machine -> newest embedded ceilings
@@ -515,10 +515,10 @@ def gate_flags(model: Model) -> dict[tuple[str, str, Key], tuple[str, float | No
     """(run id, machine, key) -> (verdict, ratio) of every change the nightly gate flags.
 
     Each run of a machine against that machine's previous run, with the leg's
-    threshold, rule and per-night alpha (``bench.matrix.compare_night``, the code of
+    threshold, rule and per-night alpha (``xpubench.ci.matrix.compare_night``, the code of
     ``xpubench matrix --night``), so the page marks exactly what the gate flagged.
     """
-    from bench import matrix as M
+    from xpubench.ci import matrix as M
 
     by_machine: dict[str, list[LoadedRun]] = defaultdict(list)
     for run in model.runs:  # oldest first

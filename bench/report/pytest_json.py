@@ -18,7 +18,7 @@ import hashlib
 import math
 from typing import Any
 
-from bench.stats import median_ci_ranks
+from xpubench.measure.stats import median_ci_ranks
 
 DEFAULT_SUITE = "pytest"
 DEFAULT_BACKEND = "python:cpu:fp32"

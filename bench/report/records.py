@@ -11,7 +11,7 @@ import html
 import math
 from typing import Any, Mapping
 
-from bench.results import FAILED_STATUSES
+from xpubench.results.files import FAILED_STATUSES
 
 REDUCED_PRECISIONS_ORDER = ("tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
@@ -159,7 +159,7 @@ def energy_per_unit(m: Record) -> tuple[float, str, bool] | None:
 
 
 def roofline_block(m: Record) -> dict[str, Any] | None:
-    """The record's ``roofline`` block (``bench.roofline.FIELDS``), or None."""
+    """The record's ``roofline`` block (``xpubench.hardware.roofline.FIELDS``), or None."""
     rf = m.get("roofline")
     return rf if isinstance(rf, dict) else None
 

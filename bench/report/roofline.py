@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Iterable
 
-from bench.report import figures as F
-from bench.report import records as R
-from bench.report.records import esc
-from bench.roofline import (backend_precision, device_ceilings, device_key, matmul_peak, memory_bandwidth,
+from xpubench.report import figures as F
+from xpubench.report import records as R
+from xpubench.report.records import esc
+from xpubench.hardware.roofline import (backend_precision, device_ceilings, device_key, matmul_peak, memory_bandwidth,
                             roofline_fields)
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) ->
 
     ``records``: measurements of one machine (one precision, usually); those with a
     ``roofline`` block use it, others are computed against ``ceilings``.
-    ``ceilings``: that machine's ceilings document (``bench.ceilings``) or None.
+    ``ceilings``: that machine's ceilings document (``xpubench.hardware.ceilings``) or None.
     ``title``: raw text (escaped here).
     """
     points: dict[str, list[tuple[float, float, str]]] = {}

@@ -78,6 +78,6 @@ def jax_init_rngs(ctx, name: str = "init"):
     import jax
     from flax import nnx
 
-    from backends.torch_backend import seed_for
+    from xpubench.seeding import seed_for
 
     return nnx.Rngs(jax.random.key(seed_for(name, ctx.seed) & 0x7FFFFFFF, impl="rbg"))

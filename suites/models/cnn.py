@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from types import SimpleNamespace
 
-from suites.models import jax_dropout, split_key
+from xpubench.suites.models import jax_dropout, split_key
 
 MNIST_PARAMS = 1_199_882
 MNIST_CLASSES = 10

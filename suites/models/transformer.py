@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from types import SimpleNamespace
 
-from suites.models import jax_dropout, split_key
+from xpubench.suites.models import jax_dropout, split_key
 
 LN_EPS = 1e-5
 INIT_STD = 0.02

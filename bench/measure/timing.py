@@ -1,0 +1,177 @@
+"""Warm-up and the adaptive measurement loop.
+
+The loop is handed ``run_block(n) -> seconds``: a callable that runs the step n times
+and returns the device-correct elapsed time (the backend synchronizes or uses device
+timers). This module never sees a framework.
+
+Flow: one first call (compile / first-call cost, kept apart), a time-based warm-up
+until the per-step time settles, a calibration of iterations per round so the
+timer's own overhead is under 1% of a round, then timed rounds until the 95% CI of
+the median is within the target, or the time budget is spent (never before
+``min_rounds``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from xpubench.measure import stats as st
+
+RunBlock = Callable[[int], float]
+OnRound = Callable[[int, float], None]
+
+
+@dataclass
+class TimingConfig:
+    target_rel_ci: float = 0.01  # stop when the median's 95% CI is within +/-1%
+    min_rounds: int = 10
+    max_rounds: int = 5000
+    time_budget_s: float = 1.0  # timed rounds, per case (the energy window needs ~1 s anyway)
+    warmup_min_s: float = 0.05
+    warmup_max_s: float = 0.5
+    settle_tolerance: float = 0.05  # warm-up blocks within 5% of each other = settled
+    min_round_s: float = 0.005  # a round lasts at least this long ...
+    max_overhead_fraction: float = 0.01  # ... and at least 100x the timer overhead
+    min_window_s: float = 0.0  # telemetry may need a longer timed window (energy)
+
+    @classmethod
+    def smoke(cls) -> "TimingConfig":
+        return cls(time_budget_s=0.2, min_rounds=5, warmup_min_s=0.01, warmup_max_s=0.2,
+                   min_round_s=0.002)
+
+
+@dataclass
+class Warmup:
+    first_call_s: float
+    warmup_s: float
+    iterations: int
+    settled: bool
+    estimate_s: float  # per-step time at the end of warm-up
+
+
+@dataclass
+class TimingResult:
+    warmup: Warmup
+    timer_overhead_s: float
+    iterations_per_round: int
+    samples: list[float]  # seconds per step, one per round
+    stop_reason: str  # ci_target | time_budget | max_rounds
+    window_s: float  # wall time of the timed rounds
+    stats: st.TimeStats
+    drift: float | None
+    overhead_fraction: float = field(default=0.0)
+
+    def time_block(self) -> dict:
+        """The results file's ``time_s`` block."""
+        d = self.stats.to_dict()
+        d.update(
+            iterations_per_round=self.iterations_per_round,
+            stop_reason=self.stop_reason,
+            samples=self.samples,
+            timer_overhead_s=self.timer_overhead_s,
+            overhead_fraction=self.overhead_fraction,
+            drift=self.drift,
+            window_s=self.window_s,
+        )
+        return d
+
+
+def measure_overhead(run_block: RunBlock, repeats: int = 25) -> float:
+    """Median cost of an empty timed block: clock reads plus synchronization."""
+    xs = sorted(run_block(0) for _ in range(repeats))
+    return st.quantile(xs, 0.5)
+
+
+def warm_up(run_block: RunBlock, cfg: TimingConfig, clock=time.perf_counter) -> Warmup:
+    first = run_block(1)  # compile / first-call cost: its own figure, not warm-up time
+    t0 = clock()
+    iters = 1
+    n = 1
+    estimates: list[float] = []
+    settled = False
+    # Blocks grow until each lasts ~min_round_s; then the last three per-step
+    # estimates must agree within settle_tolerance.
+    while True:
+        dt = run_block(n)
+        iters += n
+        per = dt / n
+        if dt < cfg.min_round_s and n < 1_000_000:
+            n *= 2
+        else:
+            estimates.append(per)
+        spent = clock() - t0
+        if len(estimates) >= 3 and spent >= cfg.warmup_min_s:
+            last = estimates[-3:]
+            if (max(last) - min(last)) / min(last) <= cfg.settle_tolerance:
+                settled = True
+                break
+        if spent >= cfg.warmup_max_s and estimates:
+            break
+        if spent >= cfg.warmup_max_s * 4:  # a huge first call: give up settling
+            estimates.append(per)
+            break
+    est = sorted(estimates[-3:])[len(estimates[-3:]) // 2]
+    return Warmup(first_call_s=first, warmup_s=clock() - t0, iterations=iters,
+                  settled=settled, estimate_s=est)
+
+
+def iterations_per_round(step_s: float, overhead_s: float, cfg: TimingConfig) -> int:
+    target = max(cfg.min_round_s, overhead_s / cfg.max_overhead_fraction)
+    return max(1, math.ceil(target / max(step_s, 1e-9)))
+
+
+def measure(
+    run_block: RunBlock,
+    cfg: TimingConfig | None = None,
+    on_round: OnRound | None = None,
+    clock=time.perf_counter,
+    on_window_start: Callable[[], None] | None = None,
+) -> TimingResult:
+    """Warm up, calibrate, then timed rounds until the stopping rule says so.
+
+    ``on_window_start`` runs just before the first timed round (the device is idle:
+    the last block ended with a synchronize): meters start there.
+    """
+    cfg = cfg or TimingConfig()
+    wu = warm_up(run_block, cfg, clock)
+    overhead = measure_overhead(run_block)
+    n = iterations_per_round(wu.estimate_s, overhead, cfg)
+    samples: list[float] = []
+    if on_window_start is not None:
+        on_window_start()
+    start = clock()
+    stop = "max_rounds"
+    # The CI check sorts all samples; past a few hundred rounds do it every few rounds
+    # so the harness stays cheap relative to the work.
+    while len(samples) < cfg.max_rounds:
+        samples.append(run_block(n) / n)
+        rounds = len(samples)
+        elapsed = clock() - start
+        if on_round is not None:
+            on_round(rounds, samples[-1])
+        if rounds < cfg.min_rounds or elapsed < cfg.min_window_s:
+            continue
+        if rounds < 200 or rounds % 10 == 0:
+            if st.relative_median_ci(samples) <= cfg.target_rel_ci:
+                stop = "ci_target"
+                break
+        if elapsed >= cfg.time_budget_s:
+            stop = "time_budget"
+            break
+    window = clock() - start
+    summary = st.summarize(samples)
+    round_s = summary.median * n
+    return TimingResult(
+        warmup=wu,
+        timer_overhead_s=overhead,
+        iterations_per_round=n,
+        samples=samples,
+        stop_reason=stop,
+        window_s=window,
+        stats=summary,
+        drift=st.drift(samples),
+        overhead_fraction=overhead / round_s if round_s > 0 else math.inf,
+    )

@@ -1,0 +1,254 @@
+"""Plans cases x backends and runs each backend in a supervised worker process.
+
+The parent never runs a case itself. It feeds one case at a time to the backend's
+worker and waits with a deadline: a case that hangs is recorded ``timeout`` and its
+worker killed; a worker that dies is recorded ``crashed`` (or ``oom`` when the kernel
+killed it); either way a fresh worker takes the next case. Every record is appended
+to the run file as soon as it arrives, so nothing measured is lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from xpubench.backends.base import BackendSpec, make_backend
+from xpubench.spec import registry as specmod
+from xpubench.results.files import RunWriter
+from xpubench.run.worker import RunOptions, base_record
+
+_MP = mp.get_context("spawn")  # a clean interpreter: no inherited framework state
+
+
+class Display(Protocol):
+    def case_started(self, case: specmod.Case, spec: BackendSpec) -> None: ...
+    def case_round(self, rounds: int, sample_s: float) -> None: ...
+    def case_finished(self, record: dict) -> None: ...
+
+
+class NullDisplay:
+    def case_started(self, case, spec) -> None: ...
+    def case_round(self, rounds, sample_s) -> None: ...
+    def case_finished(self, record) -> None: ...
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: stop after recording what was measured."""
+
+
+@dataclass
+class Outcome:
+    records: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    @property
+    def all_good(self) -> bool:
+        return not self.interrupted and all(r["status"] in ("ok", "skipped") for r in self.records)
+
+
+class Worker:
+    """One worker process for one backend spec."""
+
+    def __init__(self, spec: BackendSpec, opts: RunOptions):
+        self.spec = spec
+        self.opts = opts
+        self.conn, child = _MP.Pipe()
+        self.proc = _MP.Process(target=_worker_entry, args=(child, str(spec), opts.to_dict()),
+                                daemon=True, name=f"xpubench-{spec}")
+        self.proc.start()
+        child.close()
+        self.killed_by_us = False
+        self.info: dict[str, Any] | None = None
+
+    def handshake(self, timeout: float) -> tuple[bool, str]:
+        """Wait for the worker's setup. Returns (ready, reason-if-not)."""
+        if not self.conn.poll(timeout):
+            self.kill()
+            return False, f"worker setup took longer than {timeout:.0f} s"
+        try:
+            kind, payload = self.conn.recv()
+        except EOFError:
+            self.proc.join(5)
+            return False, f"worker died during setup ({describe_exit(self.proc.exitcode)})"
+        if kind == "ready":
+            self.info = payload
+            return True, ""
+        return False, payload
+
+    def kill(self) -> None:
+        self.killed_by_us = True
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.kill()
+
+
+def _worker_entry(conn, spec_text: str, opts: dict) -> None:
+    from xpubench.run.worker import worker_main
+
+    worker_main(conn, spec_text, opts)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def death_record(case: specmod.Case, spec: BackendSpec, exitcode: int | None) -> dict:
+    rec = base_record(case, spec)
+    how = describe_exit(exitcode)
+    if exitcode == -signal.SIGKILL:
+        # Nobody here sent SIGKILL: on Linux that is the kernel's OOM killer.
+        rec.update(status="oom", reason=f"worker {how} (the kernel's OOM killer)")
+    else:
+        rec.update(status="crashed", reason=f"worker {how}")
+    rec["exit_code"] = exitcode
+    return rec
+
+
+class Runner:
+    def __init__(self, specs: list[BackendSpec], cases: list[specmod.Case], writer: RunWriter | None,
+                 opts: RunOptions, display: Display | None = None, setup_timeout_s: float = 300.0):
+        self.specs = specs
+        self.cases = cases
+        self.writer = writer
+        self.opts = opts
+        self.display = display or NullDisplay()
+        self.setup_timeout_s = setup_timeout_s
+        self.outcome = Outcome()
+        self.backend_info: dict[str, Any] = {}
+
+    def _record(self, rec: dict) -> None:
+        self.outcome.records.append(rec)
+        if self.writer is not None:
+            self.writer.append(rec)
+        self.display.case_finished(rec)
+
+    def _skip_all(self, spec: BackendSpec, reason: str) -> None:
+        for case in self.cases:
+            rec = base_record(case, spec)
+            rec.update(status="skipped", reason=reason)
+            self._record(rec)
+
+    def run(self) -> Outcome:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            for spec in self.specs:
+                self._run_backend(spec)
+        except (KeyboardInterrupt, Interrupted):
+            self.outcome.interrupted = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return self.outcome
+
+    def _start(self, spec: BackendSpec) -> tuple[Worker | None, str]:
+        w = Worker(spec, self.opts)
+        try:
+            ok, reason = w.handshake(self.setup_timeout_s)
+        except BaseException:
+            w.kill()
+            raise
+        if not ok:
+            w.kill()
+            return None, reason
+        self.backend_info[str(spec)] = w.info
+        return w, ""
+
+    def _run_backend(self, spec: BackendSpec) -> None:
+        probe = make_backend(spec)
+        avail = probe.availability()
+        if not avail.ok:
+            self._skip_all(spec, avail.reason)
+            return
+        fresh = probe.fresh_worker_per_case
+        worker: Worker | None = None
+        try:
+            for case in self.cases:
+                if worker is None:
+                    worker, reason = self._start(spec)
+                    if worker is None:
+                        rec = base_record(case, spec)
+                        rec.update(status="skipped", reason=f"backend not usable: {reason}")
+                        self._record(rec)
+                        continue
+                self.display.case_started(case, spec)
+                rec, alive = self._run_case(worker, case)
+                if fresh and alive:
+                    rec.setdefault("memory", {})["fresh_worker"] = True
+                    worker.stop()
+                    alive = False
+                self._record(rec)
+                if not alive:
+                    worker = None
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _run_case(self, worker: Worker, case: specmod.Case) -> tuple[dict, bool]:
+        """Send one case; wait for its record. Returns (record, worker still usable)."""
+        try:
+            worker.conn.send(("case", list(case.key), dict(case.params)))
+        except (BrokenPipeError, OSError):
+            worker.proc.join(5)
+            return death_record(case, worker.spec, worker.proc.exitcode), False
+        deadline = time.monotonic() + self.opts.case_timeout_s
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    worker.kill()
+                    rec = base_record(case, worker.spec)
+                    rec.update(status="timeout",
+                               reason=f"no result within {self.opts.case_timeout_s:g} s; worker killed")
+                    return rec, False
+                if not worker.conn.poll(min(left, 0.25)):
+                    if not worker.proc.is_alive():
+                        worker.proc.join(5)
+                        return death_record(case, worker.spec, worker.proc.exitcode), False
+                    continue
+                try:
+                    msg = worker.conn.recv()
+                except EOFError:
+                    worker.proc.join(5)
+                    return death_record(case, worker.spec, worker.proc.exitcode), False
+                if msg[0] == "round":
+                    self.display.case_round(msg[1], msg[2])
+                elif msg[0] == "result":
+                    return msg[1], True
+        except BaseException:
+            worker.kill()  # Ctrl-C mid-case: abandon it, the file keeps what was done
+            raise
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted()
+
+
+def plan(specs: list[BackendSpec], cases: list[specmod.Case]) -> list[tuple[BackendSpec, specmod.Case]]:
+    return [(s, c) for s in specs for c in cases]
+
+
+ProgressFn = Callable[[dict], None]
