@@ -240,9 +240,9 @@ def test_command_user_errors_exit_2(tmp_path, capsys):
 
 def test_probe_in_subprocess_reports_unavailable_device():
     # a fresh process, a clear one-line reason (no GPU here)
-    from xpubench.backends import availability as av
+    from xpubench.backends.torch.availability import cuda_usable
 
-    if av.torch_cuda_build() and av.nvidia_gpu_count() > 0:
+    if cuda_usable():
         pytest.skip("a GPU is present")
     with pytest.raises(UserError, match="cannot probe torch:cuda"):
         probe.probe_in_subprocess("torch:cuda", "smoke")
@@ -263,3 +263,22 @@ def test_probe_torch_cuda_smoke_stays_below_the_spec_sheet():
             if p in row.flops:
                 assert v < 1.1 * row.flops[p], (p, v, row.flops[p])
         assert entry["copy_bytes_per_s"] < 1.1 * row.memory_bytes_per_s
+
+
+# --------------------------------------------------------------------------- kernels
+def test_a_backend_without_probe_kernels_is_probed_as_unsupported(monkeypatch):
+    """The probe asks the backend for its kernels: one that has none gets reasons, not a crash."""
+    from xpubench.backends import registry
+    from tests.test_backend_entry_point import DIST
+
+    monkeypatch.syspath_prepend(str(DIST))
+    registry.reload()
+    try:
+        entry = probe.probe_device("numpy:cpu", "smoke")
+    finally:
+        monkeypatch.undo()
+        registry.reload()
+    assert entry["framework"] == "numpy" and entry["matmul_flops_per_s"] == {}
+    assert entry["unsupported"]["fp32"] == "fp32 matmul is not probed on numpy:cpu"
+    assert entry["unsupported"]["tf32"] == "tf32 is a GPU mode"
+    assert entry["copy_bytes_per_s"] is None and entry["bandwidth"]["copy"]["reason"] == "no probe kernels for numpy"
