@@ -266,6 +266,33 @@ def test_probe_torch_cuda_smoke_stays_below_the_spec_sheet():
 
 
 # --------------------------------------------------------------------------- kernels
+def test_int8_probe_feeds_int_mm_a_column_major_second_operand(monkeypatch):
+    """cuBLASLt's int8 kernels take B column-major (K-major); row-major lands on a slow path."""
+    import torch
+
+    from xpubench.backends.base import make_backend
+
+    seen = []
+    real = torch._int_mm
+
+    def spy(a, b, *args, **kw):
+        seen.append((a.stride(), b.stride(), a.dtype, b.dtype))
+        return real(a, b, *args, **kw)
+
+    monkeypatch.setattr(torch, "_int_mm", spy)
+    b = make_backend("torch:cpu:int8")
+    b.setup()
+    b.activate()
+    n = 64
+    step = b.probe_matmul("int8", n)
+    step.run()
+    assert len(seen) == 2  # the check call outside the timed loop, then the step
+    for a_stride, b_stride, a_dtype, b_dtype in seen:
+        assert a_dtype == b_dtype == torch.int8
+        assert a_stride == (n, 1)  # A row-major
+        assert b_stride == (1, n)  # B column-major
+
+
 def test_a_backend_without_probe_kernels_is_probed_as_unsupported(monkeypatch):
     """The probe asks the backend for its kernels: one that has none gets reasons, not a crash."""
     from xpubench.backends import registry
