@@ -1,1 +1,1 @@
-"""Backend adapters: one module per framework, imported lazily."""
+"""Backends: the Backend interface and registry, and one sub-package per runtime (imported lazily)."""

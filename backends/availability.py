@@ -1,4 +1,4 @@
-"""Cheap facts about installed frameworks and visible devices, without importing them.
+"""Cheap, framework-free facts: installed distributions and visible devices.
 
 ``xpubench list`` and the run planner must answer "can this machine run X?" in
 milliseconds; importing torch or jax takes seconds. The worker still re-checks with
@@ -11,9 +11,6 @@ import glob
 import importlib.metadata as md
 import importlib.util
 import os
-import re
-from functools import lru_cache
-from pathlib import Path
 
 
 def installed(dist: str) -> str | None:
@@ -29,21 +26,6 @@ def module_present(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-@lru_cache(maxsize=None)
-def torch_cuda_build() -> str | None:
-    """The CUDA version torch was built with (read from torch/version.py), or None."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "version.py"
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    m = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
-    return m.group(1) if m else None
 
 
 def nvidia_gpu_count(proc_root: str = "/proc/driver/nvidia/gpus", dev_glob: str = "/dev/nvidia[0-9]*") -> int:
@@ -62,16 +44,3 @@ def nvidia_gpu_count(proc_root: str = "/proc/driver/nvidia/gpus", dev_glob: str 
 def tpu_chip_count(dev_glob: str = "/dev/accel[0-9]*", vfio_glob: str = "/dev/vfio/[0-9]*") -> int:
     """TPU chips visible as device nodes (accel on v4 and older, vfio on v5+)."""
     return len(glob.glob(dev_glob)) or len(glob.glob(vfio_glob))
-
-
-def jax_gpu_plugin() -> str | None:
-    for dist in ("jax-cuda13-plugin", "jax-cuda12-plugin", "jax_cuda12_plugin"):
-        v = installed(dist)
-        if v:
-            return f"{dist} {v}"
-    return None
-
-
-def jax_tpu_runtime() -> str | None:
-    v = installed("libtpu") or installed("libtpu-nightly")
-    return f"libtpu {v}" if v else None

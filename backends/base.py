@@ -1,17 +1,22 @@
-"""The Backend protocol, backend specs and the step a builder returns.
+"""What a backend is: its spec, the Backend interface, the Context a builder may use.
 
 A backend is ``framework:device:precision``: ``torch:cpu:fp32``, ``torch:cuda:bf16``
-(device 0), ``torch:cuda1:bf16`` (device 1), ``jax:tpu:bf16``. Adding a framework
-is one new module plus one line in ``FRAMEWORKS``.
+(device 0), ``torch:cuda1:bf16`` (device 1), ``jax:tpu:bf16``. Frameworks are found
+through the entry-point group ``xpubench.backends`` (``xpubench.backends.registry``):
+a new one is its own package with a ``Backend`` subclass, registered there, plus
+its builders in the suites. Everything runtime-specific the harness needs is asked
+of the backend object; nothing in ``xpubench`` (bench/) branches on a framework name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import (TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence,
+                    runtime_checkable)
 
 from xpubench.errors import UserError
 
@@ -21,12 +26,6 @@ if TYPE_CHECKING:
     from xpubench.spec.registry import Case
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8", "fp8")
-
-# framework -> (module:class, devices it knows)
-FRAMEWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "torch": ("xpubench.backends.torch.backend:TorchBackend", ("cpu", "cuda")),
-    "jax": ("xpubench.backends.jax.backend:JaxBackend", ("cpu", "gpu", "tpu")),
-}
 
 _DEVICE_RE = re.compile(r"^([a-z]+)(\d*)$")
 
@@ -51,20 +50,28 @@ class BackendSpec:
 
     @classmethod
     def parse(cls, text: str) -> "BackendSpec":
+        """``torch:cuda1:bf16`` -> a spec; a framework, device or precision nobody
+        registered is one line naming what is accepted."""
+        from xpubench.backends import registry
+
+        classes = registry.backend_classes()
         accepted = (
             "accepted: FRAMEWORK:DEVICE[INDEX]:PRECISION with "
-            + "; ".join(f"{fw} devices {'/'.join(devs)}" for fw, (_, devs) in FRAMEWORKS.items())
+            + ("; ".join(f"{fw} devices {'/'.join(c.devices)}" for fw, c in classes.items())
+               or "no framework registered (reinstall xpubench: pip install -e .)")
             + f"; precisions {'/'.join(PRECISIONS)} (e.g. torch:cpu:fp32, torch:cuda1:bf16)"
         )
         parts = text.strip().split(":")
         if len(parts) != 3:
             raise UserError(f"bad backend {text!r}: {accepted}")
         fw, dev, prec = (p.strip().lower() for p in parts)
-        if fw not in FRAMEWORKS:
+        if fw not in classes:
+            broken = registry.broken().get(fw)
+            if broken:
+                raise UserError(f"framework {fw!r} in backend {text!r} failed to load: {broken}")
             raise UserError(f"unknown framework {fw!r} in backend {text!r}: {accepted}")
         m = _DEVICE_RE.match(dev)
-        devices = FRAMEWORKS[fw][1]
-        if not m or m.group(1) not in devices:
+        if not m or m.group(1) not in classes[fw].devices:
             raise UserError(f"unknown device {dev!r} for {fw} in backend {text!r}: {accepted}")
         if m.group(1) == "cpu" and m.group(2):
             raise UserError(f"cpu takes no index in backend {text!r}: {accepted}")
@@ -97,10 +104,69 @@ class Step:
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. which quantization
 
 
+class ProbeUnsupported(Exception):
+    """A probe kernel does not exist for this backend; the message says why."""
+
+
+def probe_elements(nbytes: int) -> int:
+    """fp32 elements in a probe array of ``nbytes`` (every bandwidth kernel uses fp32)."""
+    return max(1, int(nbytes) // 4)
+
+
+@runtime_checkable
+class Context(Protocol):
+    """What a suite builder may use on every backend (``backend.context()``).
+
+    Inputs are drawn by name: the same name gives the same values in every run
+    (``xpubench.seeding.seed_for``), and ``overrides[name]`` (parity tests) replaces
+    the draw with given values. A concrete context adds its framework's own helpers
+    (torch: ``torch``, ``module``; JAX: ``jax``, ``jnp``, ``key``, ``rngs``,
+    ``param_dtype``), which only that framework's builders use.
+    """
+
+    device: Any  # the framework's device object
+    precision: str  # fp32 / tf32 / bf16 / fp16 / int8 / fp8
+    compute_dtype: Any  # the dtype activations run in
+    seed: int
+    overrides: dict[str, Any]
+    compile_s: float | None  # ahead-of-time compile seconds so far (None: compiles nothing)
+
+    def randn(self, name: str, shape: Sequence[int], scale: float = 1.0, mean: float = 0.0) -> Any:
+        """fp32 normal samples on the device (parameters, targets)."""
+
+    def rand(self, name: str, shape: Sequence[int], low: float = 0.0, high: float = 1.0) -> Any:
+        """fp32 uniform samples in [low, high) on the device."""
+
+    def randint(self, name: str, shape: Sequence[int], high: int) -> Any:
+        """Integers in [0, high) on the device (labels, token ids)."""
+
+    def activation(self, name: str, shape: Sequence[int], scale: float = 1.0,
+                   requires_grad: bool = False) -> Any:
+        """Normal samples in the compute dtype, as a mixed-precision network feeds a layer."""
+
+    def put(self, obj: Any) -> Any:
+        """Place an array, module or nested container on the device (dtypes kept)."""
+
+    def numpy(self, x: Any) -> "np.ndarray":
+        """A float64 numpy copy of a device array (checks, parity)."""
+
+    def compile(self, fn: Callable, *example_args: Any, donate_argnums: tuple[int, ...] = (),
+                static_argnums: tuple[int, ...] = ()) -> Callable:
+        """``fn`` ready to call with arguments like these; compile time goes to compile_s."""
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision policy around a step's calls (a no-op where dtypes carry it)."""
+
+
 class Backend(ABC):
     """One framework on one device at one precision."""
 
-    framework: str = ""
+    framework: ClassVar[str] = ""  # the name in specs and in the entry-point group
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # device names its specs accept
+    # Distributions the machine fingerprint lists: always (None when not installed),
+    # and only when installed (accelerator plugins).
+    software: ClassVar[tuple[str, ...]] = ()
+    software_optional: ClassVar[tuple[str, ...]] = ()
     timing_method: str = ""
 
     @property
@@ -111,6 +177,20 @@ class Backend(ABC):
 
     def __init__(self, spec: BackendSpec):
         self.spec = spec
+
+    # --- what the device is (cheap, from the spec) ----------------------------
+    @property
+    def device_kind(self) -> str:
+        """The kind of device, as telemetry and the fingerprint's accelerator list name
+        it: "cpu", "cuda" (an NVIDIA GPU, whatever the framework calls it), "tpu", ..."""
+        return self.spec.device
+
+    @property
+    def device_key(self) -> str:
+        """The physical device, framework-free: "cpu", "cuda0", "tpu1" (kind + index,
+        as in the fingerprint's accelerator list). Recorded in the setup facts."""
+        kind = self.device_kind
+        return kind if kind == "cpu" else f"{kind}{self.spec.device_index}"
 
     # --- in the parent: cheap, no framework import -------------------------------
     @classmethod
@@ -134,15 +214,24 @@ class Backend(ABC):
     # --- in the worker ----------------------------------------------------------
     @abstractmethod
     def setup(self, threads: int | None = None) -> dict[str, Any]:
-        """Import the framework, pick the device, set threads; return facts to record."""
+        """Import the framework, pick the device, set threads; return facts to record
+        (``device_key``, and ``device_name`` on an accelerator, among them)."""
 
     @abstractmethod
     def activate(self) -> None:
         """Apply this precision's process-wide switches (TF32, matmul precision)."""
 
     @abstractmethod
+    def context(self, overrides: dict[str, Any] | None = None) -> Context:
+        """A fresh builder context: the device, seeded draws, the precision policy."""
+
     def build(self, case: "Case", overrides: dict[str, Any] | None = None) -> Step:
         """Build the case's step with seeded inputs on the device."""
+        ctx = self.context(overrides)
+        step = case.workload.builders[self.framework](ctx, dict(case.params), case.mode)
+        if step.compile_s is None:
+            step.compile_s = ctx.compile_s
+        return step
 
     @abstractmethod
     def time_block(self, step: Step, n: int) -> float:
@@ -165,6 +254,15 @@ class Backend(ABC):
         """Block until the device finished the work that produced ``out``."""
         self.synchronize()
 
+    def sync(self, out: Any = None) -> Any:
+        """Wait for the work behind ``out``, or for all queued work when there is no
+        ``out``; returns ``out`` (the pytest fixture's ``sync``)."""
+        if out is None:
+            self.synchronize()
+        else:
+            self.wait(out)
+        return out
+
     def reset_peak_memory(self) -> None:
         """Start a new device-memory high-water mark, where the framework can."""
 
@@ -172,14 +270,60 @@ class Backend(ABC):
         return {"device_peak_bytes": None, "device_method": "unavailable",
                 "device_reason": "not measured by this backend"}
 
+    def device_memory_bytes(self) -> int | None:
+        """The accelerator's memory after ``setup()`` (None: unknown, or a CPU)."""
+        return None
+
     def release(self) -> None:
         """Free what the last case held (caches, compiled functions)."""
 
+    # --- probe kernels (``xpubench probe``), after setup() and activate() --------
+    # Each returns a Step the backend's own time_block times; inputs are non-zero
+    # (untouched zero pages would fake the bandwidth). A backend names a module with
+    # PRECISIONS (device -> matmul precisions worth probing) and the functions
+    # matmul(backend, precision, n), copy(backend, nbytes), triad(backend, nbytes) and
+    # transfer(backend, nbytes, direction), or overrides the methods below. What a
+    # backend lacks raises ProbeUnsupported, which the probe records with its reason.
+    probe_kernels: ClassVar[str] = ""  # e.g. "xpubench.backends.torch.probe"
+
+    def _kernels(self) -> Any:
+        if not self.probe_kernels:
+            raise ProbeUnsupported(f"no probe kernels for {self.framework}")
+        return importlib.import_module(self.probe_kernels)
+
+    def probe_precisions(self) -> tuple[str, ...]:
+        """Matmul precisions worth probing on this device; the rest get a reason."""
+        return tuple(self._kernels().PRECISIONS.get(self.spec.device, ())) if self.probe_kernels else ()
+
+    def probe_not_probed_reason(self, precision: str) -> str:
+        if precision == "tf32":
+            return "tf32 is a GPU mode"
+        if precision == "fp8":
+            return "fp8 matmul needs a GPU with fp8 tensor cores"
+        return f"{precision} matmul is not probed on {self.framework}:{self.spec.device}"
+
+    def probe_matmul(self, precision: str, n: int) -> Step:
+        """An n x n @ n x n product in ``precision``: 2 n^3 FLOPs per call."""
+        return self._kernels().matmul(self, precision, n)
+
+    def probe_copy(self, nbytes: int) -> Step:
+        """Device copy of a ``probe_elements(nbytes)`` fp32 array: read + write per call."""
+        return self._kernels().copy(self, nbytes)
+
+    def probe_triad(self, nbytes: int) -> Step:
+        """STREAM triad a = b + s*c over fp32 arrays of that size: 2 reads + 1 write."""
+        return self._kernels().triad(self, nbytes)
+
+    def probe_transfer(self, nbytes: int, direction: str) -> Step:
+        """Host->device (``h2d``) or device->host (``d2h``) copy of that many bytes."""
+        return self._kernels().transfer(self, nbytes, direction)
+
 
 def backend_class(framework: str) -> type[Backend]:
-    target, _ = FRAMEWORKS[framework]
-    mod, cls = target.split(":")
-    return getattr(importlib.import_module(mod), cls)
+    """The registered class of a framework (KeyError when none is)."""
+    from xpubench.backends import registry
+
+    return registry.backend_classes()[framework]
 
 
 def make_backend(spec: BackendSpec | str) -> Backend:
@@ -189,16 +333,20 @@ def make_backend(spec: BackendSpec | str) -> Backend:
 
 
 def all_specs() -> list[BackendSpec]:
-    """Every spec this harness knows (device index 0), for ``xpubench list``."""
-    return [BackendSpec(fw, dev, p) for fw, (_, devs) in FRAMEWORKS.items()
-            for dev in devs for p in PRECISIONS]
+    """Every spec a registered framework knows (device index 0), for ``xpubench list``."""
+    from xpubench.backends import registry
+
+    return [BackendSpec(fw, dev, p) for fw, cls in registry.backend_classes().items()
+            for dev in cls.devices for p in PRECISIONS]
 
 
 def default_specs() -> list[BackendSpec]:
+    from xpubench.backends import registry
+
     out: list[BackendSpec] = []
-    for fw in FRAMEWORKS:
+    for cls in registry.backend_classes().values():
         try:
-            out.extend(backend_class(fw).default_specs())
+            out.extend(cls.default_specs())
         except ImportError:
             continue
     return out

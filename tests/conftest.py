@@ -4,9 +4,9 @@ import pytest
 
 
 def _cuda_visible() -> bool:
-    from xpubench.backends import availability as av
+    from xpubench.backends.torch.availability import cuda_usable
 
-    return bool(av.torch_cuda_build()) and av.nvidia_gpu_count() > 0
+    return cuda_usable()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 from xpubench.backends import availability as av
+from xpubench.backends.jax import availability as jav
 from xpubench.backends.jax import backend as jax_backend
+from xpubench.backends.torch import availability as tav
 from xpubench.backends.torch import backend as torch_backend
 from xpubench.backends.base import BackendSpec, Step, make_backend
 
@@ -14,9 +16,9 @@ from xpubench.backends.base import BackendSpec, Step, make_backend
 # ---------------------------------------------------------------- availability probes
 def test_torch_cuda_availability_reasons(monkeypatch):
     b = make_backend("torch:cuda:bf16")
-    monkeypatch.setattr(av, "torch_cuda_build", lambda: None)
+    monkeypatch.setattr(tav, "torch_cuda_build", lambda: None)
     assert "CPU-only build" in b.availability().reason
-    monkeypatch.setattr(av, "torch_cuda_build", lambda: "12.4")
+    monkeypatch.setattr(tav, "torch_cuda_build", lambda: "12.4")
     monkeypatch.setattr(av, "nvidia_gpu_count", lambda: 0)
     assert b.availability().reason == "no CUDA device visible"
     monkeypatch.setattr(av, "nvidia_gpu_count", lambda: 1)
@@ -39,15 +41,15 @@ def test_gpu_count_from_procfs_and_visible_devices(tmp_path, monkeypatch):
 
 def test_torch_cuda_build_read_without_import():
     # this machine's torch is the CPU build: version.py says cuda = None
-    assert av.torch_cuda_build() is None
+    assert tav.torch_cuda_build() is None
 
 
 def test_jax_gpu_and_tpu_availability_reasons(monkeypatch):
-    monkeypatch.setattr(av, "jax_gpu_plugin", lambda: None)
+    monkeypatch.setattr(jav, "jax_gpu_plugin", lambda: None)
     assert "no GPU visible to JAX" in make_backend("jax:gpu:bf16").availability().reason
-    monkeypatch.setattr(av, "jax_tpu_runtime", lambda: None)
+    monkeypatch.setattr(jav, "jax_tpu_runtime", lambda: None)
     assert "no TPU visible to JAX" in make_backend("jax:tpu:bf16").availability().reason
-    monkeypatch.setattr(av, "jax_tpu_runtime", lambda: "libtpu 0.0.1")
+    monkeypatch.setattr(jav, "jax_tpu_runtime", lambda: "libtpu 0.0.1")
     monkeypatch.setattr(av, "tpu_chip_count", lambda: 4)
     assert make_backend("jax:tpu:bf16").availability().ok
     assert "tf32" in make_backend("jax:tpu:tf32").availability().reason
@@ -189,3 +191,39 @@ def test_only_jax_accelerators_need_a_fresh_worker_per_case():
     assert make_backend("jax:gpu:fp32").fresh_worker_per_case
     assert not make_backend("jax:cpu:fp32").fresh_worker_per_case
     assert not make_backend("torch:cuda:fp32").fresh_worker_per_case
+
+
+# ------------------------------------------------- what the harness asks of a backend
+@pytest.mark.parametrize("spec,kind,key", [
+    ("torch:cpu:fp32", "cpu", "cpu"), ("torch:cuda:bf16", "cuda", "cuda0"), ("torch:cuda1:fp16", "cuda", "cuda1"),
+    ("jax:cpu:fp32", "cpu", "cpu"), ("jax:gpu2:bf16", "cuda", "cuda2"), ("jax:tpu:bf16", "tpu", "tpu0"),
+])
+def test_device_kind_and_key_come_from_the_backend(spec, kind, key):
+    b = make_backend(spec)
+    assert (b.device_kind, b.device_key) == (kind, key)
+
+
+def test_framework_software_is_named_by_each_backend():
+    assert torch_backend.TorchBackend.software == ("torch",)
+    assert set(jax_backend.JaxBackend.software) == {"jax", "jaxlib", "flax", "optax"}
+    assert "libtpu" in jax_backend.JaxBackend.software_optional
+
+
+@pytest.mark.parametrize("spec", ["torch:cpu:bf16", "jax:cpu:bf16"])
+def test_contexts_implement_the_builder_protocol(spec):
+    import numpy as np
+
+    from xpubench.backends.base import Context
+
+    b = make_backend(spec)
+    b.setup()
+    ctx = b.context()
+    assert isinstance(ctx, Context)
+    x = ctx.activation("x", (2, 3), requires_grad=True)
+    assert str(x.dtype).endswith("bfloat16")
+    placed = ctx.put({"w": np.ones((2, 3), np.float32)})
+    assert ctx.numpy(placed["w"]).dtype == np.float64 and ctx.numpy(placed["w"]).sum() == 6.0
+    with ctx.autocast():
+        y = ctx.compile(lambda a: a * 2, x)(x)
+    assert ctx.numpy(y) == pytest.approx(2 * ctx.numpy(x))
+    assert b.sync(y) is y and b.sync() is None

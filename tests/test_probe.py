@@ -240,9 +240,9 @@ def test_command_user_errors_exit_2(tmp_path, capsys):
 
 def test_probe_in_subprocess_reports_unavailable_device():
     # a fresh process, a clear one-line reason (no GPU here)
-    from xpubench.backends import availability as av
+    from xpubench.backends.torch.availability import cuda_usable
 
-    if av.torch_cuda_build() and av.nvidia_gpu_count() > 0:
+    if cuda_usable():
         pytest.skip("a GPU is present")
     with pytest.raises(UserError, match="cannot probe torch:cuda"):
         probe.probe_in_subprocess("torch:cuda", "smoke")
@@ -263,3 +263,49 @@ def test_probe_torch_cuda_smoke_stays_below_the_spec_sheet():
             if p in row.flops:
                 assert v < 1.1 * row.flops[p], (p, v, row.flops[p])
         assert entry["copy_bytes_per_s"] < 1.1 * row.memory_bytes_per_s
+
+
+# --------------------------------------------------------------------------- kernels
+def test_int8_probe_feeds_int_mm_a_column_major_second_operand(monkeypatch):
+    """cuBLASLt's int8 kernels take B column-major (K-major); row-major lands on a slow path."""
+    import torch
+
+    from xpubench.backends.base import make_backend
+
+    seen = []
+    real = torch._int_mm
+
+    def spy(a, b, *args, **kw):
+        seen.append((a.stride(), b.stride(), a.dtype, b.dtype))
+        return real(a, b, *args, **kw)
+
+    monkeypatch.setattr(torch, "_int_mm", spy)
+    b = make_backend("torch:cpu:int8")
+    b.setup()
+    b.activate()
+    n = 64
+    step = b.probe_matmul("int8", n)
+    step.run()
+    assert len(seen) == 2  # the check call outside the timed loop, then the step
+    for a_stride, b_stride, a_dtype, b_dtype in seen:
+        assert a_dtype == b_dtype == torch.int8
+        assert a_stride == (n, 1)  # A row-major
+        assert b_stride == (1, n)  # B column-major
+
+
+def test_a_backend_without_probe_kernels_is_probed_as_unsupported(monkeypatch):
+    """The probe asks the backend for its kernels: one that has none gets reasons, not a crash."""
+    from xpubench.backends import registry
+    from tests.test_backend_entry_point import DIST
+
+    monkeypatch.syspath_prepend(str(DIST))
+    registry.reload()
+    try:
+        entry = probe.probe_device("numpy:cpu", "smoke")
+    finally:
+        monkeypatch.undo()
+        registry.reload()
+    assert entry["framework"] == "numpy" and entry["matmul_flops_per_s"] == {}
+    assert entry["unsupported"]["fp32"] == "fp32 matmul is not probed on numpy:cpu"
+    assert entry["unsupported"]["tf32"] == "tf32 is a GPU mode"
+    assert entry["copy_bytes_per_s"] is None and entry["bandwidth"]["copy"]["reason"] == "no probe kernels for numpy"

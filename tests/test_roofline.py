@@ -7,8 +7,8 @@ import json
 import pytest
 
 from xpubench.hardware import specsheet
-from xpubench.hardware.roofline import (CEILINGS_NONE, FIELDS, attach_roofline, device_key, memory_bandwidth,
-                            roofline_fields)
+from xpubench.hardware.roofline import (CEILINGS_NONE, FIELDS, attach_roofline, ceilings_key, device_names,
+                                        memory_bandwidth, physical_device_key, roofline_fields)
 
 
 def _ceilings(key: str = "torch:cpu", **entry) -> dict:
@@ -147,8 +147,8 @@ def test_spec_sheet_stands_in_when_nothing_was_measured():
     ("torch:cuda1:fp16", "torch:cuda1"), ("jax:tpu:bf16", "jax:tpu"), ("JAX:GPU:fp32", "jax:gpu"),
     ("torch:cpu", "torch:cpu"), ("nonsense", None),
 ])
-def test_device_key(backend, key):
-    assert device_key(backend) == key
+def test_ceilings_key(backend, key):
+    assert ceilings_key(backend) == key
 
 
 def _run_doc() -> dict:
@@ -178,6 +178,27 @@ def test_attach_roofline_annotates_every_measurement():
     assert rfs[3]["spec_name"] == "TPU v5e"
     assert rfs[4]["achieved_flops_per_s"] is None
     json.dumps(doc, allow_nan=False)  # still a valid results document
+
+
+@pytest.mark.parametrize("backend,info,key", [
+    ("torch:cuda1:bf16", {"device_key": "cuda1"}, "cuda1"),  # recorded by the backend
+    ("npux:npu2:fp32", {"device_key": "npu2"}, "npu2"),  # a third party's device kind
+    ("jax:gpu1:fp32", None, "cuda1"), ("torch:cuda:fp32", {}, "cuda0"), ("jax:tpu:bf16", None, "tpu0"),
+    ("torch:cpu:fp32", None, "cpu"),  # runs written before the key was recorded
+    ("npux:npu:fp32", None, None),  # unknown and not recorded: no guess (it is not a CUDA GPU)
+])
+def test_physical_device_key(backend, info, key):
+    assert physical_device_key(backend, info) == key
+
+
+def test_device_names_match_accelerators_by_the_recorded_device():
+    doc = {"run": {"backend_info": {"npux:npu1:fp32": {"device_key": "npu1"}}},
+           "machine": {"accelerators": [{"kind": "npu", "index": 0, "name": "NPU A"},
+                                        {"kind": "npu", "index": 1, "name": "NPU B"},
+                                        {"kind": "cuda", "index": 0, "name": "NVIDIA L4"}]},
+           "measurements": [_record(backend="npux:npu1:fp32"), _record(backend="other:xpu:fp32")]}
+    # npu1 is NPU B (not the CUDA GPU); the unknown xpu device is left unnamed
+    assert device_names(doc) == {"npux:npu1": "NPU B"}
 
 
 def test_attach_roofline_without_ceilings():

@@ -1,0 +1,1 @@
+"""JAX on CPU, GPU and TPU: the backend, its builder context, probe kernels and availability."""

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from xpubench.backends import availability as av
 from xpubench.backends.base import Availability, Backend, BackendSpec, Step
-from xpubench.seeding import seed_for
+from xpubench.backends.jax import availability as jav
+from xpubench.backends.jax.context import JaxContext
 
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "bf16"), "tpu": ("fp32", "bf16")}
 MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp16": "default",
@@ -60,72 +61,13 @@ def device_peak_memory(device: Any) -> dict[str, Any]:
             "device_method": "jax memory_stats peak_bytes_in_use (since worker start; not resettable)"}
 
 
-class JaxContext:
-    """What a JAX builder gets: device, seeded inputs, dtype policy, AOT compile."""
-
-    def __init__(self, backend: "JaxBackend", overrides: dict[str, Any] | None, seed: int = 0):
-        import jax
-        import jax.numpy as jnp
-
-        self.jax, self.jnp = jax, jnp
-        self.backend = backend
-        self.device = backend.device
-        self.precision = backend.spec.precision
-        self.overrides = overrides or {}
-        self.seed = seed
-        self.compute_dtype = {"bf16": jnp.bfloat16, "fp16": jnp.float16}.get(self.precision, jnp.float32)
-        self.param_dtype = jnp.float32
-        self.compile_s = 0.0
-
-    def key(self, name: str):
-        return self.jax.device_put(self.jax.random.PRNGKey(seed_for(name, self.seed)), self.device)
-
-    def _put(self, value, dtype=None):
-        arr = self.jnp.asarray(value, dtype=dtype or self.jnp.float32)
-        return self.jax.device_put(arr, self.device)
-
-    def randn(self, name: str, shape, scale: float = 1.0, mean: float = 0.0):
-        if name in self.overrides:
-            return self._put(self.overrides[name])
-        with self.jax.default_device(self.device):
-            return self.jax.random.normal(self.key(name), tuple(shape), self.jnp.float32) * scale + mean
-
-    def rand(self, name: str, shape, low: float = 0.0, high: float = 1.0):
-        if name in self.overrides:
-            return self._put(self.overrides[name])
-        with self.jax.default_device(self.device):
-            return self.jax.random.uniform(self.key(name), tuple(shape), self.jnp.float32, low, high)
-
-    def randint(self, name: str, shape, high: int):
-        if name in self.overrides:
-            return self._put(self.overrides[name], self.jnp.int32)
-        with self.jax.default_device(self.device):
-            return self.jax.random.randint(self.key(name), tuple(shape), 0, high, self.jnp.int32)
-
-    def activation(self, name: str, shape, scale: float = 1.0):
-        return self.randn(name, shape, scale=scale).astype(self.compute_dtype)
-
-    def rngs(self, seed_name: str = "init"):
-        from flax import nnx
-
-        return nnx.Rngs(seed_for(seed_name, self.seed) & 0x7FFFFFFF)
-
-    def compile(self, fn: Callable, *args, donate_argnums: tuple[int, ...] = (), static_argnums=()):
-        """Ahead-of-time compile for these arguments; the time goes to compile_s."""
-        t0 = time.perf_counter()
-        compiled = self.jax.jit(fn, donate_argnums=donate_argnums, static_argnums=static_argnums) \
-            .lower(*args).compile()
-        self.compile_s += time.perf_counter() - t0
-        return compiled
-
-    def numpy(self, a):
-        import numpy as np
-
-        return np.asarray(self.jax.device_get(a).astype(self.jnp.float32), dtype=np.float64)
-
-
 class JaxBackend(Backend):
     framework = "jax"
+    devices = ("cpu", "gpu", "tpu")
+    software = ("jax", "jaxlib", "flax", "optax")
+    software_optional = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt", "jax-cuda13-pjrt",
+                         "libtpu", "libtpu-nightly")
+    probe_kernels = "xpubench.backends.jax.probe"
     timing_method = "block_until_ready"
     wait_name = "block_until_ready"
 
@@ -133,6 +75,10 @@ class JaxBackend(Backend):
         super().__init__(spec)
         self.device = None
         self._devices_fn = devices_fn
+
+    @property
+    def device_kind(self) -> str:
+        return "cuda" if self.spec.device == "gpu" else self.spec.device  # JAX's "gpu": an NVIDIA GPU
 
     @property
     def fresh_worker_per_case(self) -> bool:
@@ -158,12 +104,12 @@ class JaxBackend(Backend):
         if p == "fp8" and dev != "gpu":
             return Availability(False, "fp8 needs a GPU with fp8 support")
         if dev == "gpu":
-            if not av.jax_gpu_plugin():
+            if not jav.jax_gpu_plugin():
                 return Availability(False, "no GPU visible to JAX: no jax CUDA plugin installed (pip install 'jax[cuda12]')")
             if av.nvidia_gpu_count() == 0:
                 return Availability(False, "no GPU visible to JAX: no NVIDIA device")
         if dev == "tpu":
-            if not av.jax_tpu_runtime():
+            if not jav.jax_tpu_runtime():
                 return Availability(False, "no TPU visible to JAX: libtpu not installed (pip install 'jax[tpu]')")
             if av.tpu_chip_count() == 0:
                 return Availability(False, "no TPU visible to JAX: no TPU device nodes")
@@ -181,7 +127,9 @@ class JaxBackend(Backend):
 
         self._jax = jax
         self.device = pick_device(self.spec.device, self.spec.device_index, self._devices_fn or jax.devices)
+        # device_kind: JAX's name for the device (kept for old readers), also as device_name
         return {"jax": jax.__version__, "device_kind": self.device.device_kind,
+                "device_name": self.device.device_kind, "device_key": self.device_key,
                 "platform": self.device.platform, "threads": threads or os.cpu_count(),
                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
                 "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")}
@@ -191,13 +139,6 @@ class JaxBackend(Backend):
 
     def context(self, overrides: dict[str, Any] | None = None) -> JaxContext:
         return JaxContext(self, overrides)
-
-    def build(self, case, overrides: dict[str, Any] | None = None) -> Step:
-        ctx = self.context(overrides)
-        step = case.workload.builders["jax"](ctx, dict(case.params), case.mode)
-        if step.compile_s is None:
-            step.compile_s = ctx.compile_s
-        return step
 
     def synchronize(self) -> None:
         # Nothing global to wait on in JAX: time_block waits on the step's outputs.
@@ -230,7 +171,20 @@ class JaxBackend(Backend):
     def peak_memory(self) -> dict[str, Any]:
         return device_peak_memory(self.device)
 
+    def device_memory_bytes(self) -> int | None:
+        if self.device is None or self.device.platform == "cpu":
+            return None
+        try:
+            return int((self.device.memory_stats() or {})["bytes_limit"])
+        except Exception:  # a platform without memory_stats, or without this field
+            return None
+
     def release(self) -> None:
         import gc
 
         gc.collect()
+
+    def probe_not_probed_reason(self, precision: str) -> str:
+        if precision == "fp16" and self.spec.device == "tpu":
+            return "TPUs have no fp16 matrix path (bf16 instead)"
+        return super().probe_not_probed_reason(precision)

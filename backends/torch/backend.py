@@ -11,82 +11,23 @@ end event before reading them.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from typing import Any
 
 from xpubench.backends import availability as av
-from xpubench.seeding import seed_for
 from xpubench.backends.base import Availability, Backend, BackendSpec, Step
+from xpubench.backends.torch import availability as tav
+from xpubench.backends.torch.context import TorchContext
 
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", "bf16", "fp16", "fp8")}
 
 
-class TorchContext:
-    """What a torch builder gets: the device, seeded inputs, the precision policy."""
-
-    def __init__(self, backend: "TorchBackend", overrides: dict[str, Any] | None, seed: int = 0):
-        import torch
-
-        self.torch = torch
-        self.backend = backend
-        self.device = backend.device
-        self.precision = backend.spec.precision
-        self.overrides = overrides or {}
-        self.seed = seed
-        self.compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            self.precision, torch.float32)
-
-    def _draw(self, name: str, shape, kind: str, **kw):
-        torch = self.torch
-        if name in self.overrides:  # a copy: in-place steps must not write into the caller's array
-            return torch.tensor(self.overrides[name], dtype=torch.float32, device=self.device)
-        g = torch.Generator(device=self.device).manual_seed(seed_for(name, self.seed))
-        if kind == "normal":
-            return torch.randn(*shape, generator=g, device=self.device) * kw.get("scale", 1.0) + kw.get("mean", 0.0)
-        if kind == "uniform":
-            lo, hi = kw.get("low", 0.0), kw.get("high", 1.0)
-            return torch.rand(*shape, generator=g, device=self.device) * (hi - lo) + lo
-        if kind == "int":
-            return torch.randint(0, kw["high"], tuple(shape), generator=g, device=self.device)
-        raise ValueError(kind)
-
-    def randn(self, name: str, shape, scale: float = 1.0, mean: float = 0.0):
-        """fp32 normal samples on the device (parameters, targets)."""
-        return self._draw(name, shape, "normal", scale=scale, mean=mean)
-
-    def rand(self, name: str, shape, low: float = 0.0, high: float = 1.0):
-        """Uniform samples in [low, high) (an override is used as given)."""
-        return self._draw(name, shape, "uniform", low=low, high=high)
-
-    def randint(self, name: str, shape, high: int):
-        if name in self.overrides:
-            return self.torch.tensor(self.overrides[name], dtype=self.torch.long, device=self.device)
-        return self._draw(name, shape, "int", high=high)
-
-    def activation(self, name: str, shape, scale: float = 1.0, requires_grad: bool = False):
-        """An activation in the compute dtype, as a mixed-precision network feeds it."""
-        t = self.randn(name, shape, scale=scale).to(self.compute_dtype)
-        return t.requires_grad_(requires_grad)
-
-    def module(self, m):
-        return m.to(self.device)
-
-    def autocast(self):
-        if self.precision in ("bf16", "fp16"):
-            return self.torch.autocast(self.device.type, dtype=self.compute_dtype)
-        return contextlib.nullcontext()
-
-    @staticmethod
-    def numpy(t) -> Any:
-        import numpy as np
-
-        return t.detach().float().cpu().numpy().astype(np.float64)
-
-
 class TorchBackend(Backend):
     framework = "torch"
+    devices = ("cpu", "cuda")
+    software = ("torch",)
+    software_optional = ("triton", "pytorch-triton", "torch-xla")
+    probe_kernels = "xpubench.backends.torch.probe"
 
     def __init__(self, spec: BackendSpec):
         super().__init__(spec)
@@ -101,7 +42,7 @@ class TorchBackend(Backend):
         if not av.module_present("torch"):
             return []
         specs = [BackendSpec("torch", "cpu", p) for p in DEFAULT_PRECISIONS["cpu"]]
-        if av.torch_cuda_build() and av.nvidia_gpu_count() > 0:
+        if tav.cuda_usable():
             specs += [BackendSpec("torch", "cuda", p) for p in DEFAULT_PRECISIONS["cuda"]]
         return specs
 
@@ -113,7 +54,7 @@ class TorchBackend(Backend):
             if p in ("tf32", "fp8"):
                 return Availability(False, f"{p} is a CUDA precision mode")
             return Availability(True)
-        if not av.torch_cuda_build():
+        if not tav.torch_cuda_build():
             return Availability(False, "no CUDA device: this torch is a CPU-only build")
         count = av.nvidia_gpu_count()
         if count == 0:
@@ -153,6 +94,7 @@ class TorchBackend(Backend):
         else:
             self.device = torch.device("cpu")
             info.update(cpu_capability=torch.backends.cpu.get_cpu_capability())
+        info["device_key"] = self.device_key
         return info
 
     def activate(self) -> None:
@@ -167,10 +109,6 @@ class TorchBackend(Backend):
 
     def context(self, overrides: dict[str, Any] | None = None) -> TorchContext:
         return TorchContext(self, overrides)
-
-    def build(self, case, overrides: dict[str, Any] | None = None) -> Step:
-        builder = case.workload.builders["torch"]
-        return builder(self.context(overrides), dict(case.params), case.mode)
 
     def synchronize(self) -> None:
         if self.device is not None and self.device.type == "cuda":
@@ -242,13 +180,14 @@ class TorchBackend(Backend):
         return {"device_peak_bytes": None, "device_method": "unavailable",
                 "device_reason": "torch has no CPU allocator peak; see host_peak_bytes"}
 
+    def device_memory_bytes(self) -> int | None:
+        if self.device is not None and self.device.type == "cuda":
+            return int(self._torch.cuda.get_device_properties(self.device).total_memory)
+        return None
+
     def release(self) -> None:
         import gc
 
         gc.collect()
         if self.device is not None and self.device.type == "cuda":
             self._torch.cuda.empty_cache()
-
-
-def cpu_threads_default() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -31,13 +31,9 @@ _X86_FLAGS = (
 )
 _ARM_FLAGS = ("asimd", "asimdhp", "sve", "sve2", "bf16", "i8mm")
 
-# Packages whose versions always appear (None when not installed).
-_SOFTWARE = ("torch", "jax", "jaxlib", "flax", "optax", "numpy", "nvidia-ml-py", "psutil")
-# Packages listed only when installed (accelerator plugins).
-_SOFTWARE_OPTIONAL = (
-    "jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt", "jax-cuda13-pjrt",
-    "libtpu", "libtpu-nightly", "torch-xla", "triton", "pytorch-triton",
-)
+# The harness's own packages, always listed (None when not installed). Each backend
+# names its framework's (``Backend.software`` / ``software_optional``).
+_SOFTWARE = ("numpy", "nvidia-ml-py", "psutil")
 # Environment variables that change what a benchmark measures.
 _ENV_VARS = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -352,10 +348,14 @@ def _tpus() -> list[dict]:
 # --------------------------------------------------------------------------- software
 
 def software_versions() -> dict:
+    """Versions from package metadata: the registered backends' software, then ours."""
+    from xpubench.backends.registry import backend_classes  # classes only: no framework import
+
+    backends = backend_classes().values()
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in _SOFTWARE:
+    for dist in [d for b in backends for d in b.software] + list(_SOFTWARE):
         out[dist] = _version(dist)
-    for dist in _SOFTWARE_OPTIONAL:
+    for dist in (d for b in backends for d in b.software_optional):
         v = _version(dist)
         if v is not None:
             out[dist] = v

@@ -84,9 +84,9 @@ def plan_for(size: str, device: str, memory_bytes: int | None = None) -> ProbePl
 
 # --------------------------------------------------------------------------- targets
 def parse_target(text: str) -> str:
-    """'torch:cpu', 'torch:cuda1' (or a full spec 'torch:cpu:bf16') -> the device key."""
+    """'torch:cpu', 'torch:cuda1' (or a full spec 'torch:cpu:bf16') -> the ceilings key."""
     from xpubench.backends.base import BackendSpec
-    from xpubench.hardware.roofline import device_key
+    from xpubench.hardware.roofline import ceilings_key
 
     t = text.strip().lower()
     parts = t.split(":")
@@ -95,18 +95,17 @@ def parse_target(text: str) -> str:
     elif len(parts) != 3:
         raise UserError(f"bad probe backend {text!r}: accepted FRAMEWORK:DEVICE[INDEX] "
                         "(e.g. torch:cpu, torch:cuda1, jax:tpu)")
-    spec = BackendSpec.parse(t)
-    return device_key(f"{spec.framework}:{spec.device}{spec.index if spec.index else ''}:fp32") or ""
+    return ceilings_key(str(BackendSpec.parse(t))) or ""
 
 
 def default_targets() -> list[str]:
     """One key per framework:device that ``xpubench run`` would use here."""
     from xpubench.backends.base import default_specs
-    from xpubench.hardware.roofline import device_key
+    from xpubench.hardware.roofline import ceilings_key
 
     keys: list[str] = []
     for spec in default_specs():
-        key = device_key(str(spec))
+        key = ceilings_key(str(spec))
         if key and key not in keys:
             keys.append(key)
     return keys
@@ -143,7 +142,7 @@ def _is_oom(exc: BaseException) -> bool:
 def sweep_matmul(backend: Any, precision: str, plan: ProbePlan, log: Log,
                  fp32_by_n: dict[int, float] | None = None) -> dict[str, Any]:
     """Matmul sweep for one precision: {"best": FLOP/s, "best_n", "by_n", "note", ...}."""
-    from xpubench.backends import probe_kernels as pk
+    from xpubench.backends.base import ProbeUnsupported
 
     cfg = plan.timing_config()
     by_n: dict[int, float] = {}
@@ -157,9 +156,9 @@ def sweep_matmul(backend: Any, precision: str, plan: ProbePlan, log: Log,
                 notes.append(f"N={n} skipped: one call would take ~{est:.2g} s")
                 break
         try:
-            step = pk.matmul_step(backend, precision, n)
+            step = backend.probe_matmul(precision, n)
             r = measure_rate(backend, step, 2.0 * n ** 3, cfg)
-        except pk.ProbeUnsupported:
+        except ProbeUnsupported:
             raise
         except Exception as exc:
             if _is_oom(exc) and by_n:  # the smaller sizes stand
@@ -184,9 +183,20 @@ def sweep_matmul(backend: Any, precision: str, plan: ProbePlan, log: Log,
             "note": "; ".join(notes) or None, **detail}
 
 
+# Bytes each bandwidth kernel moves per call, as a multiple of its array's size.
+BYTES_FACTOR = {"copy": 2, "triad": 3, "h2d": 1, "d2h": 1}
+
+
+def array_bytes(nbytes: int) -> int:
+    """The array size the kernels really allocate for a request of ``nbytes`` (fp32 elements)."""
+    from xpubench.backends.base import probe_elements
+
+    return probe_elements(nbytes) * 4
+
+
 def probe_bandwidths(backend: Any, plan: ProbePlan, log: Log) -> dict[str, Any]:
     """copy / triad (device) and h2d / d2h (accelerators): bytes per second, with details."""
-    from xpubench.backends import probe_kernels as pk
+    from xpubench.backends.base import ProbeUnsupported
 
     cfg = plan.timing_config()
     out: dict[str, Any] = {}
@@ -196,15 +206,15 @@ def probe_bandwidths(backend: Any, plan: ProbePlan, log: Log) -> dict[str, Any]:
     for kind, nbytes in kinds:
         try:
             if kind == "copy":
-                step = pk.copy_step(backend, nbytes)
+                step = backend.probe_copy(nbytes)
             elif kind == "triad":
-                step = pk.triad_step(backend, nbytes)
+                step = backend.probe_triad(nbytes)
             else:
-                step = pk.transfer_step(backend, nbytes, kind)
-            arr = pk.array_bytes(nbytes)
-            counted = pk.BYTES_FACTOR[kind] * arr
+                step = backend.probe_transfer(nbytes, kind)
+            arr = array_bytes(nbytes)
+            counted = BYTES_FACTOR[kind] * arr
             r = measure_rate(backend, step, counted, cfg)
-        except pk.ProbeUnsupported as e:
+        except ProbeUnsupported as e:
             out[f"{kind}_bytes_per_s"] = None
             details[kind] = {"reason": str(e)}
             continue
@@ -231,19 +241,14 @@ def _load_avg() -> list[float] | None:
         return None
 
 
-def _device_memory(backend: Any, info: dict[str, Any]) -> int | None:
-    """Memory the probe's arrays must fit in: free host RAM, or the device's memory."""
-    if backend.spec.device == "cpu":
-        try:
-            import psutil
+def _device_memory(backend: Any) -> int | None:
+    """Memory the probe's arrays must fit in: free host RAM, or the accelerator's memory."""
+    if backend.device_kind != "cpu":
+        return backend.device_memory_bytes()
+    try:
+        import psutil
 
-            return int(psutil.virtual_memory().available)
-        except Exception:
-            return None
-    if info.get("device_memory_bytes"):  # torch CUDA
-        return int(info["device_memory_bytes"])
-    try:  # JAX GPU/TPU
-        return int((backend.device.memory_stats() or {})["bytes_limit"])
+        return int(psutil.virtual_memory().available)
     except Exception:
         return None
 
@@ -251,8 +256,7 @@ def _device_memory(backend: Any, info: dict[str, Any]) -> int | None:
 def probe_device(target: str, size: str = "default", threads: int | None = None,
                  precisions: Iterable[str] | None = None, log: Log | None = None) -> dict[str, Any]:
     """Measure one framework:device's ceilings in this process; returns its ceilings entry."""
-    from xpubench.backends import probe_kernels as pk
-    from xpubench.backends.base import BackendSpec, make_backend
+    from xpubench.backends.base import PRECISIONS, BackendSpec, ProbeUnsupported, make_backend
     from xpubench.results.files import utc_now
 
     log = log or (lambda s: None)
@@ -265,21 +269,21 @@ def probe_device(target: str, size: str = "default", threads: int | None = None,
     load_before = _load_avg()
     started = time.perf_counter()
     info = base.setup(threads)
-    device_name = info.get("device_name") or info.get("device_kind")
-    if spec.device == "cpu":
+    device_name = info.get("device_name")
+    if base.device_kind == "cpu":
         from xpubench.hardware.fingerprint import cpu_info
 
         device_name = cpu_info().get("model") or device_name
-    plan = plan_for(size, spec.device, _device_memory(base, info))
+    plan = plan_for(size, base.device_kind, _device_memory(base))
     log(f"{key}: {device_name or spec.device}, {info.get('threads')} threads, size {size}")
 
-    here = pk.matmul_precisions(spec.framework, spec.device)
+    here = base.probe_precisions()
     peaks: dict[str, float] = {}
     detail: dict[str, Any] = {}
     unsupported: dict[str, str] = {}
-    for p in pk.ALL_PRECISIONS:
+    for p in PRECISIONS:
         if p not in here:
-            unsupported[p] = pk.not_probed_reason(spec.framework, spec.device, p)
+            unsupported[p] = base.probe_not_probed_reason(p)
             continue
         if precisions is not None and p not in precisions:
             continue  # the caller asked for fewer
@@ -293,7 +297,7 @@ def probe_device(target: str, size: str = "default", threads: int | None = None,
             b.activate()  # e.g. TF32 on for tf32, off (true fp32) for fp32
             fp32_ref = {int(k): v for k, v in detail.get("fp32", {}).get("by_n", {}).items()}
             res = sweep_matmul(b, p, plan, log, fp32_ref)
-        except pk.ProbeUnsupported as e:
+        except ProbeUnsupported as e:
             unsupported[p] = str(e)
             log(f"  matmul {p:5s} unsupported: {e}")
             continue

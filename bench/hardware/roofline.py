@@ -40,13 +40,38 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b is not None and b > 0 else None
 
 
-def device_key(backend: str) -> str | None:
-    """'torch:cuda1:bf16' -> 'torch:cuda1'; 'torch:cuda0:fp32' and 'torch:cuda:fp32' -> 'torch:cuda'."""
+def ceilings_key(backend: str) -> str | None:
+    """The ceilings file's key of a backend: 'torch:cuda1:bf16' -> 'torch:cuda1';
+    'torch:cuda0:fp32' and 'torch:cuda:fp32' -> 'torch:cuda'."""
     m = _BACKEND_RE.match(str(backend).strip().lower())
     if not m:
         return None
     fw, dev, idx = m.group(1), m.group(2), m.group(3)
     return f"{fw}:{dev}{idx if idx and int(idx) != 0 else ''}"
+
+
+device_key = ceilings_key  # the name report/roofline.py imports
+
+
+# Runs written before backends recorded their device_key (torch and jax only):
+# device name in the spec -> the device kind of the fingerprint's accelerator list.
+_LEGACY_DEVICE_KINDS = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "tpu": "tpu"}
+
+
+def physical_device_key(backend: str, info: dict | None = None) -> str | None:
+    """The device a backend ran on, framework-free: "cpu", "cuda0", "tpu1".
+
+    From the worker's setup facts (``device_key``, recorded by the backend); for older
+    runs, from the spec's device name where it is one torch or jax used; else None.
+    """
+    recorded = (info or {}).get("device_key")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    m = _BACKEND_RE.match(str(backend).strip().lower())
+    kind = _LEGACY_DEVICE_KINDS.get(m.group(2)) if m else None
+    if kind is None or kind == "cpu":
+        return kind
+    return f"{kind}{int(m.group(3) or 0)}"
 
 
 def backend_precision(record: dict) -> str | None:
@@ -93,7 +118,7 @@ def roofline_fields(record: dict, ceilings: dict | None, spec_peaks: dict | None
     (``xpubench.hardware.specsheet.spec_peaks``) for the record's device, or None.
     """
     out: dict[str, Any] = {k: None for k in FIELDS}
-    key = device_key(record.get("backend", ""))
+    key = ceilings_key(record.get("backend", ""))
     precision = backend_precision(record)
     entry = device_ceilings(ceilings, key)
 
@@ -143,34 +168,42 @@ def roofline_fields(record: dict, ceilings: dict | None, spec_peaks: dict | None
 
 # --------------------------------------------------------------------------- whole runs
 def device_names(run_doc: dict, ceilings: dict | None = None) -> dict[str, str]:
-    """Device key -> the device's name as the framework or NVML reported it.
+    """Ceilings key -> the accelerator's name as the framework or NVML reported it.
 
-    Sources, best first: the worker's setup facts (``run.backend_info``: torch's
-    ``device_name``, JAX's ``device_kind``), the probe's entry, then the machine's
-    accelerator list (NVML names; ``TPU_ACCELERATOR_TYPE`` on TPU VMs).
+    Sources, best first: the worker's setup facts (``run.backend_info``: the backend's
+    ``device_name``; JAX's ``device_kind`` in older runs), the probe's entry, then the
+    machine's accelerator list (NVML names; ``TPU_ACCELERATOR_TYPE`` on TPU VMs), matched
+    by the device the backend ran on. CPUs are left out (no spec-sheet rows).
     """
     names: dict[str, str] = {}
-    for spec, info in ((run_doc.get("run") or {}).get("backend_info") or {}).items():
-        key = device_key(spec)
-        if key and isinstance(info, dict) and not key.endswith(":cpu"):
+    infos = (run_doc.get("run") or {}).get("backend_info") or {}
+    infos = {str(k): v for k, v in infos.items() if isinstance(v, dict)} if isinstance(infos, dict) else {}
+    for spec, info in infos.items():
+        key = ceilings_key(spec)
+        if key and physical_device_key(spec, info) != "cpu":
             name = info.get("device_name") or info.get("device_kind")
             if name:
                 names.setdefault(key, str(name))
     for key, entry in ((ceilings or {}).get("ceilings") or {}).items():
         if isinstance(entry, dict) and entry.get("device_name") and not key.endswith(":cpu"):
             names.setdefault(key, str(entry["device_name"]))
-    accs = (run_doc.get("machine") or {}).get("accelerators") or []
+    by_key: dict[str, str] = {}  # "cuda1" -> its name
+    by_kind: dict[str, set[str]] = {}  # "tpu" -> the names of every TPU chip
+    for a in (run_doc.get("machine") or {}).get("accelerators") or []:
+        if isinstance(a, dict) and a.get("kind") and a.get("name"):
+            by_key.setdefault(f"{a['kind']}{a.get('index', 0)}", str(a["name"]))
+            by_kind.setdefault(str(a["kind"]), set()).add(str(a["name"]))
     for m in run_doc.get("measurements") or []:
-        key = device_key(m.get("backend", ""))
-        if not key or key in names or key.endswith(":cpu"):
+        spec = str(m.get("backend", ""))
+        key = ceilings_key(spec)
+        dev = physical_device_key(spec, infos.get(spec))
+        if not key or key in names or dev in ("cpu", None):
             continue
-        dev = re.sub(r"\d+$", "", key.split(":")[1])
-        idx = int(re.sub(r"^\D+", "", key.split(":")[1]) or 0)
-        kind = "tpu" if dev == "tpu" else "cuda"
-        same = [a for a in accs if isinstance(a, dict) and a.get("kind") == kind]
-        hit = next((a for a in same if a.get("index") == idx), same[0] if kind == "tpu" and same else None)
-        if hit and hit.get("name"):
-            names[key] = str(hit["name"])
+        # by index; else the one name every device of that kind shares (TPU chips of a slice)
+        same = by_kind.get(dev.rstrip("0123456789"), set())
+        hit = by_key.get(dev) or (next(iter(same)) if len(same) == 1 else None)
+        if hit:
+            names[key] = hit
     return names
 
 
@@ -189,7 +222,7 @@ def attach_roofline(run_doc: dict, ceilings: dict | None) -> dict:
     for m in run_doc.get("measurements") or []:
         if not isinstance(m, dict):
             continue
-        key = device_key(m.get("backend", ""))
+        key = ceilings_key(m.get("backend", ""))
         spec = specsheet.spec_peaks(names.get(key)) if key else None
         m["roofline"] = roofline_fields(m, ceilings, spec)
     return run_doc

@@ -49,38 +49,27 @@ class XpuBackend:
         return self.ctx.compute_dtype
 
     # ----------------------------------------------------------------- data
+    # Each helper asks the backend's builder context (backends/): no framework here.
     def tensor(self, name: str, shape: tuple[int, ...], scale: float = 1.0, requires_grad: bool = False) -> Any:
         """A seeded random activation on the device, in the compute dtype.
 
         The same ``name`` gives the same values on every run (seeded by name).
+        ``requires_grad`` applies where tensors carry it (torch).
         """
-        if self.framework == "torch":
-            return self.ctx.activation(name, shape, scale=scale, requires_grad=requires_grad)
-        return self.ctx.activation(name, shape, scale=scale)
+        return self.ctx.activation(name, shape, scale=scale, requires_grad=requires_grad)
 
     def randn(self, name: str, shape: tuple[int, ...], scale: float = 1.0) -> Any:
         """Seeded fp32 normal samples on the device (weights, targets)."""
         return self.ctx.randn(name, shape, scale=scale)
 
     def put(self, obj: Any) -> Any:
-        """Place a torch module/tensor, a numpy array or a (nested) container on the device.
+        """Place a module/tensor, a numpy array or a (nested) container (a JAX pytree) on
+        the device.
 
         Parameters keep their dtype (fp32): the precision mode applies to compute,
         as in a mixed-precision network.
         """
-        if self.framework == "jax":
-            import jax
-
-            return jax.device_put(obj, self.device)
-        import torch
-
-        if isinstance(obj, dict):
-            return type(obj)((k, self.put(v)) for k, v in obj.items())
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(self.put(v) for v in obj)
-        if hasattr(obj, "to") and callable(obj.to):
-            return obj.to(self.device)
-        return torch.as_tensor(obj).to(self.device)
+        return self.ctx.put(obj)
 
     def numpy(self, x: Any) -> Any:
         """A float64 numpy copy of a device array (for checks)."""
@@ -88,29 +77,20 @@ class XpuBackend:
 
     # ------------------------------------------------------------ execution
     def autocast(self) -> contextlib.AbstractContextManager:
-        """torch autocast for bf16/fp16 (a no-op otherwise and on JAX, where the dtype policy
-        is the inputs' dtype: cast parameters with ``.astype(x.dtype)``)."""
-        if self.framework == "torch":
-            return self.ctx.autocast()
-        return contextlib.nullcontext()
+        """The backend's precision policy: torch autocast for bf16/fp16; a no-op otherwise
+        and on JAX, where the dtype policy is the inputs' dtype (cast parameters with
+        ``.astype(x.dtype)``)."""
+        return self.ctx.autocast()
 
     def compile(self, fn: Callable, *example_args: Any, donate_argnums: tuple[int, ...] = ()) -> Callable:
         """JAX: jit and compile ahead of time for these arguments (compile time is recorded
         apart, never in the step time). torch: returns ``fn`` unchanged (eager)."""
-        if self.framework == "jax":
-            return self.ctx.compile(fn, *example_args, donate_argnums=donate_argnums)
-        return fn
+        return self.ctx.compile(fn, *example_args, donate_argnums=donate_argnums)
 
     def sync(self, out: Any = None) -> Any:
         """Wait until the device finished: the work behind ``out`` (JAX needs it), or all
         queued work (torch CUDA). Returns ``out``."""
-        wait = support.device_wait(self.backend)
-        if self.framework == "jax":
-            if out is not None:
-                wait.fn(out)
-        else:
-            self.backend.synchronize()
-        return out
+        return self.backend.sync(out)
 
     def bench(self, benchmark: Any, fn: Callable, *args: Any, units: float | None = None,
               unit: str | None = None, mode: str = "call", flops: float | None = None,

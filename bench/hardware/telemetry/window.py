@@ -1,6 +1,6 @@
 """One telemetry window around the timed rounds of a measurement.
 
-    win = open_window("cuda", 0)
+    win = open_window(backend.device_kind, backend.spec.device_index)
     win.start()                      # right after a device synchronize
     ... timed rounds, until the window lasts at least win.min_window_s ...
     result = win.stop(steps=N, units_per_step=U)   # right after the final synchronize
@@ -29,7 +29,9 @@ from xpubench.hardware.telemetry.host_memory import HostPeakMeter
 from xpubench.hardware.telemetry.nvml import NvmlUnavailable, describe_error, is_not_supported, open_session
 from xpubench.hardware.telemetry.rapl import RaplMeter, RaplUnavailable
 
-DEVICE_KINDS = ("cpu", "cuda", "gpu", "tpu")
+# Device kinds with an energy source here (``Backend.device_kind``); any other kind
+# gets a window whose energy is unavailable, with the reason.
+DEVICE_KINDS = ("cpu", "cuda", "tpu")
 TPU_REASON = "no energy API for TPU in the VM"
 
 
@@ -123,14 +125,16 @@ def open_window(device_kind: str, device_index: int | None = None, *, cpu_tdp_w:
                 rapl_reader: Callable[[Path], str] | None = None) -> TelemetryWindow:
     """Pick the best energy source for ``device_kind`` and build a window.
 
-    ``device_kind``: "cpu", "cuda", "gpu" (JAX's name for an NVIDIA GPU) or "tpu".
+    ``device_kind``: the backend's ``device_kind``: "cpu", "cuda" (an NVIDIA GPU), "tpu",
+    or another kind, which has no energy meter here.
     ``device_index``: the framework's device ordinal (mapped to NVML through
     CUDA_VISIBLE_DEVICES).  ``nvml``, ``rapl_reader``, ``clock``: injection points for tests.
     """
     kind = device_kind.lower()
-    if kind not in DEVICE_KINDS:
-        raise ValueError(f"unknown device kind {device_kind!r}; expected one of {', '.join(DEVICE_KINDS)}")
     host = HostPeakMeter()
+    if kind not in DEVICE_KINDS:
+        why = f"no energy meter for {kind} devices (meters exist for {', '.join(DEVICE_KINDS)})"
+        return TelemetryWindow(kind, UnavailableMeter(why), host=host, clock=clock)
     if kind == "tpu":
         return TelemetryWindow(kind, UnavailableMeter(TPU_REASON, scope="tpu"), host=host, clock=clock)
     if kind == "cpu":
