@@ -9,7 +9,7 @@ import statistics
 import sys
 from collections import Counter
 
-from xpubench.results.files import read_run
+from xpubench.results.reader import read_run
 
 
 def main(path: str) -> None:

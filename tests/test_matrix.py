@@ -13,7 +13,8 @@ import pytest
 from xpubench.ci import matrix as M
 from xpubench.cli.main import build_parser, main
 from xpubench.errors import UserError
-from xpubench.results.files import atomic_write_json
+from xpubench.regress import gate as G
+from xpubench.results.writer import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -279,14 +280,14 @@ def test_gate_flags_a_slowdown_against_the_previous_night_with_the_legs_threshol
     tonight = tmp_path / "tonight"
     write_run(tonight / "xpubench-strict", "box-strict", 3, {"layernorm[d=8]": 1.2})
     write_run(tonight / "xpubench-loose", "box-loose", 3, {"layernorm[d=8]": 1.2})
-    nights = {n.machine_id: n for n in M.gate_night(tonight, history, two_legs, with_ci=False)}
+    nights = {n.machine_id: n for n in G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)}
     strict, loose = nights["box-strict"], nights["box-loose"]
     assert strict.leg == "strict" and strict.threshold == 0.05
-    assert strict.previous is not None and strict.previous.run_id == "box00002"
+    assert strict.previous is not None and strict.previous.id == "box00002"
     assert [c.case for c in strict.regressions] == ["layernorm[d=8]"]
     assert strict.alpha_each == pytest.approx(two_legs.default_alpha / len(CASES))
     assert loose.leg == "loose" and loose.threshold == 0.30 and loose.regressions == []
-    md = M.night_markdown(list(nights.values()))
+    md = G.night_markdown(list(nights.values()))
     assert "**1 regression(s)**" in md and "### box-strict · leg `strict` · threshold 5%" in md
     assert "layernorm[d=8]" in md and md.index("box-strict") < md.index("box-loose")
 
@@ -296,11 +297,11 @@ def test_leg_found_without_the_artifact_folder(tmp_path, two_legs):
     tonight = tmp_path / "tonight"
     write_run(tonight, "some-box", 3, command="xpubench run --leg strict --out results")
     write_run(tonight, "box-loose", 3)
-    nights = {n.machine_id: n for n in M.gate_night(tonight, tmp_path / "none", two_legs)}
+    nights = {n.machine_id: n for n in G.gate_night(tonight, tmp_path / "none", two_legs.gate_book())}
     assert nights["some-box"].leg == "strict"  # from --leg in the command
     assert nights["box-loose"].leg == "loose"  # from the leg's fixed machine id
     assert all(n.previous is None and n.comparisons == [] for n in nights.values())
-    assert "First night of this machine" in M.night_markdown(list(nights.values()))
+    assert "First night of this machine" in G.night_markdown(list(nights.values()))
 
 
 def test_failed_case_tonight_is_a_regression(tmp_path, two_legs):
@@ -310,7 +311,7 @@ def test_failed_case_tonight_is_a_regression(tmp_path, two_legs):
     doc = json.loads(p.read_text())
     doc["measurements"][2]["status"] = "crashed"
     atomic_write_json(p, doc)
-    (night,) = M.gate_night(tonight, history, two_legs, with_ci=False)
+    (night,) = G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)
     assert [(c.case, c.verdict) for c in night.regressions] == [("dropout[p=0.1]", "failed")]
 
 
@@ -318,14 +319,14 @@ def test_merge_is_idempotent_and_a_rerun_compares_with_the_night_before(tmp_path
     history, tonight = tmp_path / "history", tmp_path / "tonight"
     write_run(history, "box-strict", 1)
     write_run(tonight / "xpubench-strict", "box-strict", 2, {"rmsnorm[d=8]": 1.3})
-    first = M.gate_night(tonight, history, two_legs, with_ci=False)
-    added = M.merge_into_history([r for n in first for r in n.tonight], history)
+    first = G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)
+    added = G.merge_into_history([r for n in first for r in n.tonight], history)
     assert [p.relative_to(history).parts[0] for p in added] == ["box-strict"]
     # the final job re-run: tonight's file is already in the history and must not be its own baseline
-    again = M.gate_night(tonight, history, two_legs, with_ci=False)
-    assert again[0].previous.run_id == "box00001"
+    again = G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)
+    assert again[0].previous.id == "box00001"
     assert [c.case for c in again[0].regressions] == ["rmsnorm[d=8]"]
-    assert M.merge_into_history([r for n in again for r in n.tonight], history) == []
+    assert G.merge_into_history([r for n in again for r in n.tonight], history) == []
     assert len(list(history.rglob("*.json"))) == 2
 
 
@@ -369,13 +370,13 @@ def test_gate_uses_the_legs_rule_and_the_command_line_can_override_it(tmp_path, 
     history, tonight = tmp_path / "history", tmp_path / "tonight"
     noisy_run(history, "box-strict", 1, 1.0)
     noisy_run(tonight / "xpubench-strict", "box-strict", 2, 1.12)
-    (night,) = M.gate_night(tonight, history, two_legs)
+    (night,) = G.gate_night(tonight, history, two_legs.gate_book())
     assert night.rule == "confident" and night.regressions == []
     (c,) = night.comparisons
     assert c.verdict == "insignificant" and "not confident" in c.note and c.ratio == pytest.approx(1.12)
-    md = M.night_markdown([night])
+    md = G.night_markdown([night])
     assert "rule confident" in md and "**No regressions**" in md and "not confident" in md
-    (sig,) = M.gate_night(tonight, history, two_legs, rule="significant")
+    (sig,) = G.gate_night(tonight, history, two_legs.gate_book().overridden(rule="significant"))
     assert [x.case for x in sig.regressions] == ["noisy"]
     argv = ["matrix", "--file", str(two_legs.path), "--night", str(tonight), "--history", str(history)]
     assert main(argv + ["--rule", "significant"]) == 1

@@ -253,7 +253,7 @@ def probe_device(target: str, size: str = "default", threads: int | None = None,
     """Measure one framework:device's ceilings in this process; returns its ceilings entry."""
     from xpubench.backends import probe_kernels as pk
     from xpubench.backends.base import BackendSpec, make_backend
-    from xpubench.results.files import utc_now
+    from xpubench.results.writer import utc_now
 
     log = log or (lambda s: None)
     key = parse_target(target)
