@@ -76,6 +76,7 @@ from xpubench.fmt import fraction_arg  # noqa: E402
 from xpubench.regress import gate as nightly  # noqa: E402
 from xpubench.regress.policy import ARTIFACT_PREFIX, GateBook, GatePolicy, compare_night  # noqa: E402
 from xpubench.results.reader import read_run  # noqa: E402
+from xpubench.results.view import Measurement  # noqa: E402
 from xpubench.results.writer import atomic_write_json, run_file_path  # noqa: E402
 from xpubench.measure.stats import drift, summarize  # noqa: E402
 
@@ -90,7 +91,7 @@ Key = tuple[str, str, str, str]  # suite, case, mode, backend
 
 
 def key_of(m: dict) -> Key:
-    return (str(m["suite"]), str(m["case"]), str(m["mode"]), str(m["backend"]))
+    return Measurement(m).key
 
 
 def key_text(k: Key) -> str:
@@ -145,8 +146,8 @@ class Plan:
 
 
 def usable(m: dict) -> bool:
-    t = m.get("time_s")
-    return m.get("status") == "ok" and isinstance(t, dict) and len(t.get("samples") or []) >= MIN_SAMPLES
+    v = Measurement(m)
+    return v.ok and len(v.samples) >= MIN_SAMPLES
 
 
 def best_measured(real: dict) -> str:
@@ -159,12 +160,12 @@ def best_measured(real: dict) -> str:
     """
     worst: dict[str, tuple[bool, float]] = {}
     for m in real["measurements"]:
-        name = f"{m['suite']}/{m['case']}:{m['mode']}"
-        t = m.get("time_s") if usable(m) else None
-        rel = t.get("rel_ci") if t else None
+        v = Measurement(m)
+        name = f"{v.suite}/{v.case}:{v.mode}"
+        rel = v.rel_ci if usable(m) else None
         few, wide = worst.get(name, (False, 0.0))
-        worst[name] = (few or not t or len(t["samples"]) < MIN_GATED_ROUNDS,
-                       max(wide, rel if isinstance(rel, (int, float)) else math.inf))
+        worst[name] = (few or not usable(m) or len(v.samples) < MIN_GATED_ROUNDS,
+                       max(wide, rel if rel is not None else math.inf))
     return min(worst, key=lambda k: (worst[k], k))
 
 

@@ -372,7 +372,7 @@ def probe_in_subprocess(target: str, size: str, threads: int | None = None) -> d
 
 # --------------------------------------------------------------------------- output
 def _rate(x: float | None, unit: str) -> str:
-    from xpubench.cli.console import fmt_rate
+    from xpubench.fmt import fmt_rate
 
     return fmt_rate(x, unit) if x is not None else "-"
 

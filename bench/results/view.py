@@ -120,6 +120,7 @@ _NAMED = frozenset({"suite", "case", "name", "params", "mode", "backend", "frame
                     "status", "reason", "time_s", "unit", "units_per_step", "throughput_per_s", "memory",
                     "energy", "traceback", "size", "roofline", "first_call_s", "warmup_s", "compile_s",
                     "error_vs_fp32"})
+# (drift and the overheads have accessors too, but the record view shows them as they are stored)
 _NAMED_TIME = frozenset({"median", "ci95", "rounds", "iterations_per_round", "stop_reason", "iqr", "samples"})
 
 
@@ -279,6 +280,20 @@ class Measurement:
     @property
     def iqr(self) -> float | None:
         return finite(self.time_block.get("iqr"))
+
+    @property
+    def drift(self) -> float | None:
+        """Relative change of the median from the first third of the rounds to the last third."""
+        return finite(self.time_block.get("drift"))
+
+    @property
+    def timer_overhead_s(self) -> float | None:
+        return finite(self.time_block.get("timer_overhead_s"))
+
+    @property
+    def overhead_fraction(self) -> float | None:
+        """The harness's own cost as a fraction of a timed round."""
+        return finite(self.time_block.get("overhead_fraction"))
 
     @property
     def warmup_s(self) -> float | None:
