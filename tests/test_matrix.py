@@ -411,3 +411,41 @@ def test_report_gate_marks_what_the_nightly_gate_flags(tmp_path, two_legs, capsy
     assert flagged("gate-env", "--gate")[0] == 1
     assert main(["report", str(history), "-o", str(tmp_path / "x"), "--matrix-file", str(tmp_path / "no.toml")]) == 2
     assert "no such matrix definition" in capsys.readouterr().err
+
+
+
+def test_one_gate_book_gives_the_gate_and_the_report_marks_the_same_policy(tmp_path, two_legs):
+    """Night after night the gate flags; the report over the merged history marks exactly those points."""
+    from xpubench.regress.policy import GatePolicy
+    from xpubench.report.history import gate_flags
+    from xpubench.report.model import Model
+    from xpubench.results.reader import load_runs
+
+    book = two_legs.gate_book()
+    assert book.legs["strict"] == GatePolicy(0.05, M.DEFAULT_ALPHA, "confident")
+    assert book.legs["loose"] == GatePolicy(0.30, M.DEFAULT_ALPHA, "confident")
+    assert book.leg_machines == {"loose": "box-loose"} and book.source == "matrix.toml"
+    history = tmp_path / "history"
+    slow = {2: {"layernorm[d=8]": 1.2}, 3: {"layernorm[d=8]": 1.2 * 1.5, "rmsnorm[d=8]": 0.7}}
+    by_gate, policies = set(), {}
+    for day in (1, 2, 3):
+        tonight = tmp_path / f"night-{day}"
+        write_run(tonight / "xpubench-strict", "box-strict", day, slow.get(day),
+                  command="xpubench run --leg strict")
+        write_run(tonight, "box-loose", day, slow.get(day))  # named by the leg's fixed machine id
+        nights = G.gate_night(tonight, history, book, with_ci=False)
+        for night in nights:
+            policies[night.machine_id] = (night.leg, GatePolicy(night.threshold, night.alpha, night.rule))
+            by_gate |= {(night.machine_id, night.tonight[0].id, c.case, c.verdict) for c in night.comparisons
+                        if c.verdict in ("regression", "improvement")}
+        G.merge_into_history([r for n in nights for r in n.tonight], history)
+    assert policies == {"box-strict": ("strict", book.legs["strict"]), "box-loose": ("loose", book.legs["loose"])}
+    assert ("box-loose", "box00003", "layernorm[d=8]", "regression") in by_gate  # +50% past the loose 30%
+    assert ("box-loose", "box00002", "layernorm[d=8]", "regression") not in by_gate  # +20%: under 30%
+    assert ("box-strict", "box00002", "layernorm[d=8]", "regression") in by_gate  # +20%: past the strict 5%
+    runs = load_runs([history]).runs
+    for run in runs:  # from the merged history alone (no artifact folder), the same leg and policy
+        assert book.policy_for([run]) == policies[run.machine_id]
+    model = Model(runs, [], None, "t", 0.05, {}, gate=book)
+    marked = {(mid, run_id, key[1], verdict) for (run_id, mid, key), (verdict, _) in gate_flags(model).items()}
+    assert marked == by_gate
