@@ -12,7 +12,8 @@ from tests import report_data as D
 from xpubench.measure.stats import summarize
 from xpubench.results.pytest_benchmark import convert
 from xpubench.results.reader import load_runs, read_input_file
-from xpubench.results.view import Measurement, Run, split_backend
+from xpubench.results.run_view import Run
+from xpubench.results.view import Measurement, split_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "results" / "reference" / "cpu-default-20261126.json"

@@ -45,7 +45,8 @@ from typing import Any, Iterable, Mapping
 
 from xpubench.fmt import fmt_change
 from xpubench.regress.stats import bootstrap_ratio_ci, log_ci_ratio, mann_whitney_p, min_mann_whitney_p
-from xpubench.results.view import Measurement, Run
+from xpubench.results.run_view import Run
+from xpubench.results.view import Measurement
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01

@@ -7,7 +7,7 @@ import math
 from typing import Sequence
 
 from xpubench.fmt import fmt_change, fmt_time
-from xpubench.regress.compare import (CONFIDENCE, DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, CONFIDENT, FAILED,
+from xpubench.regress.compare import (CONFIDENCE, CONFIDENT, DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, FAILED,
                                       IMPROVEMENT, INSIGNIFICANT, NOT_RUN, ONLY_IN_BASE, ONLY_IN_NEW, RECOVERED,
                                       REGRESSION, UNCHANGED, Comparison, find_regressions)
 
@@ -68,8 +68,8 @@ def _plain(text: str) -> str:
 
 def _row(c: Comparison) -> list[str]:
     return [MARKS.get(c.verdict, "?"), _plain(c.machine_id), _plain(f"{c.suite}/{c.case}"), _plain(c.mode),
-            _plain(c.backend),
-            fmt_time(c.base_median, unknown="-"), fmt_time(c.new_median, unknown="-"), _change_text(c), _p_text(c), c.verdict]
+            _plain(c.backend), fmt_time(c.base_median, unknown="-"), fmt_time(c.new_median, unknown="-"),
+            _change_text(c), _p_text(c), c.verdict]
 
 
 HEADER = ["", "machine", "case", "mode", "backend", "base", "new", "change [95% CI]", "p", "verdict"]

@@ -20,7 +20,7 @@ from xpubench.regress.compare import Comparison
 from xpubench.regress.format import format_markdown
 from xpubench.regress.policy import GateBook, compare_night
 from xpubench.results.reader import load_runs
-from xpubench.results.view import Run
+from xpubench.results.run_view import Run
 
 
 @dataclass

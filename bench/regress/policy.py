@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from xpubench.regress import compare
-from xpubench.results.view import Run
+from xpubench.results.run_view import Run
 
 # Each leg uploads its results as the artifact ARTIFACT_PREFIX + leg name; the
 # final job finds the leg (and so its policy) from that folder name.

@@ -11,7 +11,8 @@ from xpubench.report.history_figure import history_lines
 from xpubench.report.model import Model
 from xpubench.report.page import HISTORY, Page, status_cell, table, td
 from xpubench.report.records import attr, esc
-from xpubench.results.view import Key, Run
+from xpubench.results.run_view import Run
+from xpubench.results.view import Key
 
 Flag = tuple[str, float | None]  # verdict, ratio
 

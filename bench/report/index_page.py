@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 from xpubench.report.model import Model
-from xpubench.report.page import HISTORY, INDEX, MACHINES, ROOFLINE, Page, status_table, table, td
 from xpubench.report.machines import machines_table
+from xpubench.report.page import HISTORY, INDEX, MACHINES, ROOFLINE, Page, status_table, table, td
 from xpubench.report.records import attr, esc
 from xpubench.results.view import split_backend
 
@@ -38,7 +38,8 @@ def index_page(model: Model) -> Page:
     links.append(f'<li><a href="{ROOFLINE}">Roofline</a> <span class="muted">achieved FLOP/s against the measured '
                  "ceilings, per machine and precision</span></li>")
     links.append(f'<li><a href="{MACHINES}">Machines</a> <span class="muted">the same case across machines</span></li>')
-    links.append(f'<li><a href="{HISTORY}">History</a> <span class="muted">medians over time, flagged changes</span></li>')
+    links.append(f'<li><a href="{HISTORY}">History</a> '
+                 '<span class="muted">medians over time, flagged changes</span></li>')
     page.add("<h2>Pages</h2><ul class=\"links\">" + "".join(links) + "</ul>")
     page.add("<h2>Machines</h2>" + machines_table(model, details=False))
     # backends

@@ -14,7 +14,8 @@ from xpubench.hardware.roofline import roofline_fields
 from xpubench.regress.compare import DEFAULT_RULE
 from xpubench.regress.policy import GateBook
 from xpubench.report.figures import Entry
-from xpubench.results.view import Key, Run
+from xpubench.results.run_view import Run
+from xpubench.results.view import Key
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Model:
         for mid, slot in self.latest.items():
             for k, e in slot.items():
                 if e.m.roofline is None and (e.m.flops_per_step or e.m.bytes_per_step):
-                    e.m = e.m.with_fields(roofline=roofline_fields(dict(e.m.raw), run_ceilings[(mid, k)], None))
+                    e.m = e.m.with_fields(roofline=roofline_fields(e.m.raw, run_ceilings[(mid, k)], None))
         self.suites = sorted({m.suite for r in self.runs for m in r.measurements})
         used: set[str] = set()
         for s in self.suites:

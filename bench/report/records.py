@@ -190,17 +190,18 @@ def record_lines(m: Measurement, *, machine_id: str | None = None, run_label: st
     if thr is not None:
         ci = m.throughput_ci
         lines.append(f"throughput: {thr:.4g} {m.unit}/s" + (f"  (95% CI {ci[0]:.4g} – {ci[1]:.4g})" if ci else ""))
-    if m.get("units_per_step") is not None:
-        lines.append(f"work: {fmt_num(finite(m.get('units_per_step')))} {m.unit} per step")
+    if m.units_per_step is not None:
+        lines.append(f"work: {fmt_num(m.units_per_step)} {m.unit} per step")
     lines += _telemetry_lines(m) + roofline_lines(m)
     if not full:
         return lines
     extras: list[tuple[str, str]] = []
     if m.params:
         extras.append(("params", ", ".join(f"{k}={v}" for k, v in m.params.items())))
-    for k in ("first_call_s", "warmup_s", "compile_s", "error_vs_fp32"):
-        if k in m.raw:
-            extras.append((k, fmt_value(k, m.get(k))))
+    for k, v in (("first_call_s", m.first_call_s), ("warmup_s", m.warmup_s), ("compile_s", m.compile_s),
+                 ("error_vs_fp32", m.error_vs_fp32)):
+        if v is not None:
+            extras.append((k, fmt_value(k, v)))
     for k, v in m.other_fields():
         extras += flatten(v, k)
     for k, v in m.other_time_fields():

@@ -21,7 +21,8 @@ from xpubench.hardware.roofline import device_ceilings, device_key, matmul_peak,
 from xpubench.report import figures as F
 from xpubench.report import records as R
 from xpubench.report.records import esc
-from xpubench.results.view import Measurement, Run, finite
+from xpubench.results.run_view import Run
+from xpubench.results.view import Measurement, finite
 
 Record = Measurement | Mapping[str, Any]
 
@@ -40,13 +41,13 @@ CAPTION = ("Solid roofs: measured by xpubench probe; dashed: vendor spec sheet. 
 
 def _fields(m: Measurement, ceilings: dict | None) -> dict:
     rf = m.roofline
-    return rf if rf is not None else roofline_fields(dict(m.raw), ceilings, None)
+    return rf if rf is not None else roofline_fields(m.raw, ceilings, None)
 
 
 def _hover(m: Measurement, rf: dict) -> str:
     frac = finite(rf.get("fraction_of_bound"))
     lines = [
-        f"<b>{esc(m.case_name or m.get('name', '?'))}</b>",
+        f"<b>{esc(m.case_name or '?')}</b>",
         f"{esc(m.suite)} · {esc(m.mode)} · {esc(m.backend)}",
         f"median step: {fmt_time(m.median, unknown=R.NA)}",
         f"achieved: {fmt_si(rf.get('achieved_flops_per_s'), 'FLOP/s')} · "

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from xpubench.errors import UserError
 from xpubench.results import pytest_benchmark
 from xpubench.results.schema import ResultsFileError, validate
-from xpubench.results.view import Run
+from xpubench.results.run_view import Run
 
 # Files xpubench itself keeps beside the runs in a results folder, which are not runs.
 NOT_RUN_FILES = frozenset({"ceilings.json"})
