@@ -122,11 +122,11 @@ class Run:
         """Start time first (runs without one sort first), then the run id."""
         return (self.time.timestamp() if self.time else -math.inf, self.id)
 
-    @property
+    @cached_property
     def date_text(self) -> str:
         return self.time.strftime("%Y-%m-%d %H:%M") if self.time else (self.started_at or "unknown date")
 
-    @property
+    @cached_property
     def label(self) -> str:
         """``2026-11-01 02:00 · commit 0123456789 · run ab12cd34``: how pages and summaries name a run."""
         parts = [self.date_text]
