@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import math
-from typing import Any
+from typing import Any, Callable
 
 DASH = "\u2013"  # shown where a value is unknown (never 0)
 
@@ -85,3 +86,15 @@ def parse_fraction(text: Any, what: str = "value", *, low: float = 0.0, high: fl
     if math.isnan(value) or not low < value < high:
         raise ValueError(f"{what} {text!r} out of range; use e.g. 5% or 0.05")
     return value
+
+
+def fraction_arg(what: str, **limits: float) -> Callable[[str], float]:
+    """An argparse ``type=`` that reads a fraction with :func:`parse_fraction` (its error as the usage error)."""
+    def parse(text: str) -> float:
+        try:
+            return parse_fraction(text, what, **limits)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = what.lstrip("-").replace("-", "_")  # argparse names the type in some messages
+    return parse

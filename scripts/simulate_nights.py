@@ -26,9 +26,9 @@
    best (a step no measurement can resolve proves nothing).
 3. Does what the nightly's final job does, night after night: the artifacts of
    the night (``xpubench-cpu/<machine_id>/...``) are gated against the history
-   with ``xpubench.ci.matrix.gate_night`` (``xpubench.regress.compare``, the CPU leg's threshold,
-   rule and alpha) and merged into it; then the history report is built the way
-   the workflow builds it (``xpubench.report.build_site(..., gate=matrix)``).
+   with ``xpubench.regress.gate.gate_night`` (the CPU leg's threshold, rule and alpha from
+   the matrix's gate book) and merged into it; then the history report is built the way
+   the workflow builds it (``xpubench.report.build_site(..., gate=matrix.gate_book())``).
 4. Checks the issue's acceptance: "the slowdown is flagged on night 20 and on no
    other night": the gate fails the injection night because of the injected case
    (at least one of its backends), and no other flag anywhere (each such flag is
@@ -72,7 +72,12 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 import numpy as np  # noqa: E402
 
 from xpubench.ci import matrix as M  # noqa: E402
-from xpubench.results.files import atomic_write_json, read_run, run_file_path  # noqa: E402
+from xpubench.fmt import fraction_arg  # noqa: E402
+from xpubench.regress import gate as nightly  # noqa: E402
+from xpubench.regress.policy import ARTIFACT_PREFIX, GateBook, GatePolicy, compare_night  # noqa: E402
+from xpubench.results.reader import read_run  # noqa: E402
+from xpubench.results.view import Measurement  # noqa: E402
+from xpubench.results.writer import atomic_write_json, run_file_path  # noqa: E402
 from xpubench.measure.stats import drift, summarize  # noqa: E402
 
 LEG = "cpu"
@@ -86,7 +91,7 @@ Key = tuple[str, str, str, str]  # suite, case, mode, backend
 
 
 def key_of(m: dict) -> Key:
-    return (str(m["suite"]), str(m["case"]), str(m["mode"]), str(m["backend"]))
+    return Measurement(m).key
 
 
 def key_text(k: Key) -> str:
@@ -97,7 +102,7 @@ def key_text(k: Key) -> str:
 def run_real_leg(out: Path, size: str, suites: list[str], cases: list[str], budget: float | None,
                  telemetry: bool) -> Path:
     """`xpubench run --leg cpu`, as the nightly leg runs it (size and suites may be narrowed)."""
-    cmd = [sys.executable, "-m", "bench", "run", "--leg", LEG, "--size", size, "--out", str(out),
+    cmd = [sys.executable, "-m", "xpubench", "run", "--leg", LEG, "--size", size, "--out", str(out),
            "--machine-id", "sim-real"] + ([] if telemetry else ["--no-telemetry"])
     cmd += [a for s in suites for a in ("-s", s)] + [a for c in cases for a in ("-k", c)]
     if budget is not None:
@@ -141,8 +146,8 @@ class Plan:
 
 
 def usable(m: dict) -> bool:
-    t = m.get("time_s")
-    return m.get("status") == "ok" and isinstance(t, dict) and len(t.get("samples") or []) >= MIN_SAMPLES
+    v = Measurement(m)
+    return v.ok and len(v.samples) >= MIN_SAMPLES
 
 
 def best_measured(real: dict) -> str:
@@ -155,12 +160,12 @@ def best_measured(real: dict) -> str:
     """
     worst: dict[str, tuple[bool, float]] = {}
     for m in real["measurements"]:
-        name = f"{m['suite']}/{m['case']}:{m['mode']}"
-        t = m.get("time_s") if usable(m) else None
-        rel = t.get("rel_ci") if t else None
+        v = Measurement(m)
+        name = f"{v.suite}/{v.case}:{v.mode}"
+        rel = v.rel_ci if usable(m) else None
         few, wide = worst.get(name, (False, 0.0))
-        worst[name] = (few or not t or len(t["samples"]) < MIN_GATED_ROUNDS,
-                       max(wide, rel if isinstance(rel, (int, float)) else math.inf))
+        worst[name] = (few or not usable(m) or len(v.samples) < MIN_GATED_ROUNDS,
+                       max(wide, rel if rel is not None else math.inf))
     return min(worst, key=lambda k: (worst[k], k))
 
 
@@ -255,7 +260,7 @@ def write_nights(real: dict, out: Path, plan: Plan, seed: int) -> list[Path]:
                 measurements.append(resampled(m, level, rng, plan.noise.jitter))
             doc = night_doc(real, mid, night, 7 * i, measurements, rng, plan.noise)
             started = datetime.fromisoformat(doc["run"]["started_at"])
-            atomic_write_json(run_file_path(folder / f"{M.ARTIFACT_PREFIX}{LEG}", mid, started,
+            atomic_write_json(run_file_path(folder / f"{ARTIFACT_PREFIX}{LEG}", mid, started,
                                             doc["run"]["id"]), doc)
         folders.append(folder)
     return folders
@@ -285,29 +290,29 @@ class Flags:
     compared: int = 0
 
 
-def replay(folders: list[Path], history: Path, matrix: M.Matrix, variants: list[Variant],
+def replay(folders: list[Path], history: Path, book: GateBook, variants: list[Variant],
            summaries: Path | None) -> list[Flags]:
     """Gate every night against the history, then merge it, as the nightly's final job does.
 
-    ``variants[0]`` is the leg's gate: `xpubench.ci.matrix.gate_night` itself decides it.
+    ``variants[0]`` is the leg's gate: `xpubench.regress.gate.gate_night` itself decides it.
     The others re-judge the same pairs of runs with `xpubench.regress.compare`, for contrast.
     """
     from xpubench.regress import compare
 
     flags = [Flags(v) for v in variants]
     for night, folder in enumerate(folders, start=1):
-        nights = M.gate_night(folder, history, matrix, with_ci=False)
+        nights = nightly.gate_night(folder, history, book, with_ci=False)
         if summaries is not None:
             summaries.mkdir(parents=True, exist_ok=True)
-            (summaries / f"night-{night:02d}.md").write_text(M.night_markdown(nights), encoding="utf-8")
+            (summaries / f"night-{night:02d}.md").write_text(nightly.night_markdown(nights), encoding="utf-8")
         for n in nights:
             if n.previous is None:
                 continue
             per_variant = [n.comparisons]
             for v in variants[1:]:
                 if v.per_night:
-                    cs, _ = M.compare_night(n.previous, n.tonight, v.threshold, v.alpha, rule=v.rule,
-                                            with_ci=False)
+                    cs, _ = compare_night(n.previous, n.tonight, GatePolicy(v.threshold, v.alpha, v.rule),
+                                          with_ci=False)
                 else:
                     cs = compare.compare_runs([n.previous], n.tonight, v.threshold, alpha=v.alpha, rule=v.rule,
                                               with_ci=False)
@@ -322,7 +327,7 @@ def replay(folders: list[Path], history: Path, matrix: M.Matrix, variants: list[
                         f.regressions[k] = c.ratio if c.ratio is not None else math.nan
                     elif c.verdict == compare.IMPROVEMENT:
                         f.improvements.add(k)
-        M.merge_into_history([r for n in nights for r in n.tonight], history)
+        nightly.merge_into_history([r for n in nights for r in n.tonight], history)
     return flags
 
 
@@ -358,7 +363,7 @@ def history_marks(site: Path, plan: Plan, history: Path) -> dict[str, Any]:
     The page is built with the matrix (``--gate``, as the workflow does), so its
     marks must be exactly the gate's flags: their count is compared by the caller.
     """
-    from xpubench.report.load import load_runs
+    from xpubench.results.reader import load_runs
 
     html_text = (site / "history.html").read_text(encoding="utf-8")
     m = re.search(r'<script type="application/json" id="xpubench-figures">(.*?)</script>', html_text, re.S)
@@ -366,7 +371,7 @@ def history_marks(site: Path, plan: Plan, history: Path) -> dict[str, Any]:
     count = re.search(r"(\d+) flagged regression point", html_text)
     runs = load_runs([history]).runs
     t_inject = {int(r.time.timestamp() * 1000) for r in runs
-                if r.machine_id == plan.inject_machine and r.data["run"]["simulated"]["night"] == plan.inject_night}
+                if r.machine_id == plan.inject_machine and r.meta["simulated"]["night"] == plan.inject_night}
     suite, case, mode, _ = plan.injected[0]
     marked_at_injection = False
     marked_figures = []
@@ -382,10 +387,6 @@ def history_marks(site: Path, plan: Plan, history: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- main
-def pct(text: str) -> float:
-    return M.parse_threshold(text, "threshold")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="working folder (default: a temporary one, removed)")
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inject-case", default="auto",
                    help="glob on suite/case:mode; every backend of the first match is slowed "
                         "(default auto: the case measured most precisely on all its backends)")
-    p.add_argument("--slowdown", type=pct, default=0.15, help="injected slowdown (default 15%%)")
+    p.add_argument("--slowdown", type=fraction_arg("--slowdown"), default=0.15, help="injected slowdown (default 15%%)")
     p.add_argument("--machine-drift", type=float, default=0.01, help="sd of a machine's nightly level (log)")
     p.add_argument("--case-drift", type=float, default=0.01, help="sd of a case's nightly level (log)")
     p.add_argument("--jitter", type=float, default=0.005, help="sd of extra per-round jitter (log)")
@@ -449,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             seed = args.seed + r
             base = out / (f"seed-{seed}" if args.seeds > 1 else "sim")
             folders = write_nights(real, base / "artifacts", plan, seed)
-            flags = replay(folders, base / "history", matrix, variants, base / "summaries" if r == 0 else None)
+            flags = replay(folders, base / "history", matrix.gate_book(), variants, base / "summaries" if r == 0 else None)
             flags0 = flags if r == 0 else flags0
             runs.append((seed, base, [score(f, plan) for f in flags]))
         t_gate = time.monotonic() - t0 - t_real
@@ -485,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             t1 = time.monotonic()
             # as the workflow builds it (`xpubench report history --gate`): the marks are the gate's
             index = build_site([base0 / "history"], base0 / "site", title="xpubench: 30 simulated nights",
-                               gate=matrix)
+                               gate=matrix.gate_book())
             marks = history_marks(index.parent, plan, base0 / "history")
             gate_flags = len(flags0[0].regressions)
             marks["gate_regression_flags"] = gate_flags

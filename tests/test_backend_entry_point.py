@@ -15,7 +15,7 @@ import pytest
 from xpubench.backends import registry
 from xpubench.backends.base import BackendSpec, Context, all_specs, make_backend
 from xpubench.errors import UserError
-from xpubench.results.files import read_run
+from xpubench.results.reader import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "tests" / "data" / "numpy_backend"  # xpb_numpy + its .dist-info

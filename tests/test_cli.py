@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xpubench.results.files import read_run
+from xpubench.results.reader import read_run
 
 XPUBENCH = [sys.executable, "-m", "bench"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from xpubench.cli import compare as CLI
 from xpubench.regress import compare as C
+from xpubench.regress import stats as S
+from xpubench.regress.format import format_table
 from tests import report_data as D
 
 REAL = sorted(D.REAL_SAMPLES)
@@ -58,7 +61,7 @@ def test_ten_percent_inside_a_contended_measurement_is_shown_but_not_gated():
     (c,) = C.compare_runs([_run([_m(a)])], [_run([_m([x * 1.10 for x in b])], day=1)])
     assert c.verdict == C.INSIGNIFICANT and not c.is_regression
     assert c.ratio > 1.05 and c.p_value > C.DEFAULT_ALPHA
-    assert "~" in C.format_table([c])
+    assert "~" in format_table([c])
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -127,22 +130,22 @@ def test_mann_whitney_matches_scipy():
     for a, b in cases:
         method = "exact" if len(a) * len(b) <= 400 and len(set(a) | set(b)) == len(a) + len(b) else "asymptotic"
         want = stats.mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue
-        assert C.mann_whitney_p(a, b) == pytest.approx(want, rel=1e-6, abs=1e-12)
+        assert S.mann_whitney_p(a, b) == pytest.approx(want, rel=1e-6, abs=1e-12)
 
 
 def test_exact_u_distribution_sums_to_one_and_is_symmetric():
     n, m = 5, 7
-    total = sum(C._exact_u_sf(u, n, m) - C._exact_u_sf(u + 1, n, m) for u in range(n * m + 1))
+    total = sum(S.exact_u_sf(u, n, m) - S.exact_u_sf(u + 1, n, m) for u in range(n * m + 1))
     assert total == pytest.approx(1.0)
-    assert C._exact_u_sf(0, n, m) == pytest.approx(1.0)
-    assert C.min_mann_whitney_p(n, m) == pytest.approx(2 / math.comb(12, 5))
+    assert S.exact_u_sf(0, n, m) == pytest.approx(1.0)
+    assert S.min_mann_whitney_p(n, m) == pytest.approx(2 / math.comb(12, 5))
 
 
 def test_bootstrap_ci_covers_the_true_ratio():
     rng = random.Random(5)
     base = D.lognormal_samples(rng, 1.0, 0.02, 60)
     new = D.lognormal_samples(rng, 1.1, 0.02, 60)
-    lo, hi = C.bootstrap_ratio_ci(base, new)
+    lo, hi = S.bootstrap_ratio_ci(base, new)
     assert lo < 1.1 < hi and hi - lo < 0.05
 
 
@@ -191,7 +194,7 @@ def test_suite_threshold_overrides_the_default():
 # --------------------------------------------------------------------------- CLI
 def _args(base, new, *extra):
     p = argparse.ArgumentParser()
-    C.add_arguments(p)
+    CLI.add_arguments(p)
     return p.parse_args([str(base), str(new), *extra])
 
 
@@ -211,17 +214,17 @@ def nights(tmp_path: Path):
 
 def test_cli_exit_codes_and_table(nights, capsys):
     last, tonight, same = nights
-    assert C.run(_args(last, tonight)) == 1
+    assert CLI.run(_args(last, tonight)) == 1
     out = capsys.readouterr().out
     assert "regression" in out and "matmul|128" in out and "+10." in out
     assert "1 regression" in out
-    assert C.run(_args(last, same)) == 0
-    assert C.run(_args(last, tonight, "--threshold", "15%")) == 0
+    assert CLI.run(_args(last, same)) == 0
+    assert CLI.run(_args(last, tonight, "--threshold", "15%")) == 0
 
 
 def test_cli_markdown_is_escaped(nights, capsys):
     last, tonight, _ = nights
-    assert C.run(_args(last, tonight, "--format", "markdown")) == 1
+    assert CLI.run(_args(last, tonight, "--format", "markdown")) == 1
     md = capsys.readouterr().out
     assert md.startswith("## xpubench compare")
     assert "matmul\\|128" in md and "&lt;sort&gt;" in md and "<sort>" not in md
@@ -230,38 +233,38 @@ def test_cli_markdown_is_escaped(nights, capsys):
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, nights, capsys):
     last, _, _ = nights
-    assert C.run(_args(tmp_path / "nope.json", last)) == 2
+    assert CLI.run(_args(tmp_path / "nope.json", last)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.json" in err and "Traceback" not in err
     bad = tmp_path / "trunc.json"
     bad.write_text(json.dumps(_run([]))[:40])
-    assert C.run(_args(last, bad)) == 2
+    assert CLI.run(_args(last, bad)) == 2
     assert "truncated" in capsys.readouterr().err
     foreign = tmp_path / "package.json"
     foreign.write_text('{"name": "x"}')
-    assert C.run(_args(last, foreign)) == 2
+    assert CLI.run(_args(last, foreign)) == 2
     assert "neither" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert C.run(_args(last, empty)) == 2
+    assert CLI.run(_args(last, empty)) == 2
     assert "no results files" in capsys.readouterr().err
 
 
 def test_threshold_parsing():
-    assert C.parse_threshold("5%") == pytest.approx(0.05)
-    assert C.parse_threshold("0.05") == pytest.approx(0.05)
-    assert C.parse_suite_threshold("training=10%") == ("training", pytest.approx(0.10))
+    assert CLI.parse_threshold("5%") == pytest.approx(0.05)
+    assert CLI.parse_threshold("0.05") == pytest.approx(0.05)
+    assert CLI.parse_suite_threshold("training=10%") == ("training", pytest.approx(0.10))
     for bad in ("5", "abc", "-3%", "training"):
         with pytest.raises(argparse.ArgumentTypeError):
-            (C.parse_suite_threshold if bad == "training" else C.parse_threshold)(bad)
+            (CLI.parse_suite_threshold if bad == "training" else CLI.parse_threshold)(bad)
     p = argparse.ArgumentParser()
-    C.add_arguments(p)
+    CLI.add_arguments(p)
     args = p.parse_args(["a", "b", "--suite-threshold", "training=10%", "--suite-threshold", "dropout=0.2"])
     assert dict(args.suite_threshold) == {"training": pytest.approx(0.1), "dropout": pytest.approx(0.2)}
 
 
 def test_min_p_for_large_samples_does_not_overflow():
-    from xpubench.regress.compare import min_mann_whitney_p
+    from xpubench.regress.stats import min_mann_whitney_p
 
     assert min_mann_whitney_p(3, 3) == pytest.approx(0.1)
     assert min_mann_whitney_p(5000, 5000) == 0.0
@@ -378,15 +381,15 @@ def noisy_nights(tmp_path: Path):
 
 def test_cli_rule_option(noisy_nights, capsys):
     last, tonight = noisy_nights
-    assert C.run(_args(last, tonight, "--threshold", "10%")) == 1
+    assert CLI.run(_args(last, tonight, "--threshold", "10%")) == 1
     out = capsys.readouterr().out
     assert "2 regression" in out and "rule significant" in out
-    assert C.run(_args(last, tonight, "--threshold", "10%", "--rule", "confident")) == 1
+    assert CLI.run(_args(last, tonight, "--threshold", "10%", "--rule", "confident")) == 1
     out = capsys.readouterr().out
     assert "1 regression" in out and "1 insignificant" in out and "rule confident" in out
     assert "~ laptop  normalization/noisy" in out and "not confident" in out  # the note under the table
-    assert C.run(_args(last, tonight, "--threshold", "16%", "--rule", "confident")) == 0
-    assert C.run(_args(last, tonight, "--threshold", "10%", "--rule", "confident", "--format", "markdown")) == 1
+    assert CLI.run(_args(last, tonight, "--threshold", "16%", "--rule", "confident")) == 0
+    assert CLI.run(_args(last, tonight, "--threshold", "10%", "--rule", "confident", "--format", "markdown")) == 1
     md = capsys.readouterr().out
     assert "**1 regression(s)**" in md and "whole 95% CI" in md and "not confident" in md
     with pytest.raises(SystemExit):

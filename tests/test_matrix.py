@@ -13,7 +13,8 @@ import pytest
 from xpubench.ci import matrix as M
 from xpubench.cli.main import build_parser, main
 from xpubench.errors import UserError
-from xpubench.results.files import atomic_write_json
+from xpubench.regress import gate as G
+from xpubench.results.writer import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -279,14 +280,14 @@ def test_gate_flags_a_slowdown_against_the_previous_night_with_the_legs_threshol
     tonight = tmp_path / "tonight"
     write_run(tonight / "xpubench-strict", "box-strict", 3, {"layernorm[d=8]": 1.2})
     write_run(tonight / "xpubench-loose", "box-loose", 3, {"layernorm[d=8]": 1.2})
-    nights = {n.machine_id: n for n in M.gate_night(tonight, history, two_legs, with_ci=False)}
+    nights = {n.machine_id: n for n in G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)}
     strict, loose = nights["box-strict"], nights["box-loose"]
     assert strict.leg == "strict" and strict.threshold == 0.05
-    assert strict.previous is not None and strict.previous.run_id == "box00002"
+    assert strict.previous is not None and strict.previous.id == "box00002"
     assert [c.case for c in strict.regressions] == ["layernorm[d=8]"]
     assert strict.alpha_each == pytest.approx(two_legs.default_alpha / len(CASES))
     assert loose.leg == "loose" and loose.threshold == 0.30 and loose.regressions == []
-    md = M.night_markdown(list(nights.values()))
+    md = G.night_markdown(list(nights.values()))
     assert "**1 regression(s)**" in md and "### box-strict · leg `strict` · threshold 5%" in md
     assert "layernorm[d=8]" in md and md.index("box-strict") < md.index("box-loose")
 
@@ -296,11 +297,11 @@ def test_leg_found_without_the_artifact_folder(tmp_path, two_legs):
     tonight = tmp_path / "tonight"
     write_run(tonight, "some-box", 3, command="xpubench run --leg strict --out results")
     write_run(tonight, "box-loose", 3)
-    nights = {n.machine_id: n for n in M.gate_night(tonight, tmp_path / "none", two_legs)}
+    nights = {n.machine_id: n for n in G.gate_night(tonight, tmp_path / "none", two_legs.gate_book())}
     assert nights["some-box"].leg == "strict"  # from --leg in the command
     assert nights["box-loose"].leg == "loose"  # from the leg's fixed machine id
     assert all(n.previous is None and n.comparisons == [] for n in nights.values())
-    assert "First night of this machine" in M.night_markdown(list(nights.values()))
+    assert "First night of this machine" in G.night_markdown(list(nights.values()))
 
 
 def test_failed_case_tonight_is_a_regression(tmp_path, two_legs):
@@ -310,7 +311,7 @@ def test_failed_case_tonight_is_a_regression(tmp_path, two_legs):
     doc = json.loads(p.read_text())
     doc["measurements"][2]["status"] = "crashed"
     atomic_write_json(p, doc)
-    (night,) = M.gate_night(tonight, history, two_legs, with_ci=False)
+    (night,) = G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)
     assert [(c.case, c.verdict) for c in night.regressions] == [("dropout[p=0.1]", "failed")]
 
 
@@ -318,14 +319,14 @@ def test_merge_is_idempotent_and_a_rerun_compares_with_the_night_before(tmp_path
     history, tonight = tmp_path / "history", tmp_path / "tonight"
     write_run(history, "box-strict", 1)
     write_run(tonight / "xpubench-strict", "box-strict", 2, {"rmsnorm[d=8]": 1.3})
-    first = M.gate_night(tonight, history, two_legs, with_ci=False)
-    added = M.merge_into_history([r for n in first for r in n.tonight], history)
+    first = G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)
+    added = G.merge_into_history([r for n in first for r in n.tonight], history)
     assert [p.relative_to(history).parts[0] for p in added] == ["box-strict"]
     # the final job re-run: tonight's file is already in the history and must not be its own baseline
-    again = M.gate_night(tonight, history, two_legs, with_ci=False)
-    assert again[0].previous.run_id == "box00001"
+    again = G.gate_night(tonight, history, two_legs.gate_book(), with_ci=False)
+    assert again[0].previous.id == "box00001"
     assert [c.case for c in again[0].regressions] == ["rmsnorm[d=8]"]
-    assert M.merge_into_history([r for n in again for r in n.tonight], history) == []
+    assert G.merge_into_history([r for n in again for r in n.tonight], history) == []
     assert len(list(history.rglob("*.json"))) == 2
 
 
@@ -369,13 +370,13 @@ def test_gate_uses_the_legs_rule_and_the_command_line_can_override_it(tmp_path, 
     history, tonight = tmp_path / "history", tmp_path / "tonight"
     noisy_run(history, "box-strict", 1, 1.0)
     noisy_run(tonight / "xpubench-strict", "box-strict", 2, 1.12)
-    (night,) = M.gate_night(tonight, history, two_legs)
+    (night,) = G.gate_night(tonight, history, two_legs.gate_book())
     assert night.rule == "confident" and night.regressions == []
     (c,) = night.comparisons
     assert c.verdict == "insignificant" and "not confident" in c.note and c.ratio == pytest.approx(1.12)
-    md = M.night_markdown([night])
+    md = G.night_markdown([night])
     assert "rule confident" in md and "**No regressions**" in md and "not confident" in md
-    (sig,) = M.gate_night(tonight, history, two_legs, rule="significant")
+    (sig,) = G.gate_night(tonight, history, two_legs.gate_book().overridden(rule="significant"))
     assert [x.case for x in sig.regressions] == ["noisy"]
     argv = ["matrix", "--file", str(two_legs.path), "--night", str(tonight), "--history", str(history)]
     assert main(argv + ["--rule", "significant"]) == 1
@@ -410,3 +411,41 @@ def test_report_gate_marks_what_the_nightly_gate_flags(tmp_path, two_legs, capsy
     assert flagged("gate-env", "--gate")[0] == 1
     assert main(["report", str(history), "-o", str(tmp_path / "x"), "--matrix-file", str(tmp_path / "no.toml")]) == 2
     assert "no such matrix definition" in capsys.readouterr().err
+
+
+
+def test_one_gate_book_gives_the_gate_and_the_report_marks_the_same_policy(tmp_path, two_legs):
+    """Night after night the gate flags; the report over the merged history marks exactly those points."""
+    from xpubench.regress.policy import GatePolicy
+    from xpubench.report.history import gate_flags
+    from xpubench.report.model import Model
+    from xpubench.results.reader import load_runs
+
+    book = two_legs.gate_book()
+    assert book.legs["strict"] == GatePolicy(0.05, M.DEFAULT_ALPHA, "confident")
+    assert book.legs["loose"] == GatePolicy(0.30, M.DEFAULT_ALPHA, "confident")
+    assert book.leg_machines == {"loose": "box-loose"} and book.source == "matrix.toml"
+    history = tmp_path / "history"
+    slow = {2: {"layernorm[d=8]": 1.2}, 3: {"layernorm[d=8]": 1.2 * 1.5, "rmsnorm[d=8]": 0.7}}
+    by_gate, policies = set(), {}
+    for day in (1, 2, 3):
+        tonight = tmp_path / f"night-{day}"
+        write_run(tonight / "xpubench-strict", "box-strict", day, slow.get(day),
+                  command="xpubench run --leg strict")
+        write_run(tonight, "box-loose", day, slow.get(day))  # named by the leg's fixed machine id
+        nights = G.gate_night(tonight, history, book, with_ci=False)
+        for night in nights:
+            policies[night.machine_id] = (night.leg, GatePolicy(night.threshold, night.alpha, night.rule))
+            by_gate |= {(night.machine_id, night.tonight[0].id, c.case, c.verdict) for c in night.comparisons
+                        if c.verdict in ("regression", "improvement")}
+        G.merge_into_history([r for n in nights for r in n.tonight], history)
+    assert policies == {"box-strict": ("strict", book.legs["strict"]), "box-loose": ("loose", book.legs["loose"])}
+    assert ("box-loose", "box00003", "layernorm[d=8]", "regression") in by_gate  # +50% past the loose 30%
+    assert ("box-loose", "box00002", "layernorm[d=8]", "regression") not in by_gate  # +20%: under 30%
+    assert ("box-strict", "box00002", "layernorm[d=8]", "regression") in by_gate  # +20%: past the strict 5%
+    runs = load_runs([history]).runs
+    for run in runs:  # from the merged history alone (no artifact folder), the same leg and policy
+        assert book.policy_for([run]) == policies[run.machine_id]
+    model = Model(runs, [], None, "t", 0.05, {}, gate=book)
+    marked = {(mid, run_id, key[1], verdict) for (run_id, mid, key), (verdict, _) in gate_flags(model).items()}
+    assert marked == by_gate

@@ -10,7 +10,7 @@ import pytest
 
 from xpubench.backends.base import make_backend
 from xpubench.spec import registry as specmod
-from xpubench.results.files import read_runs
+from xpubench.results.reader import load_runs
 from xpubench.suites import optimizers as opt
 from xpubench.suites import param_sets
 
@@ -226,7 +226,7 @@ def test_cli_smoke_run_is_ok_or_skipped(tmp_path):
            "--no-telemetry", "--time-budget", "0.05", "--out", str(tmp_path)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
-    (run,) = read_runs([tmp_path])
+    (run,) = [r.data for r in load_runs([tmp_path]).runs]
     ms = run["measurements"]
     assert len(ms) == 2 * len(SMOKE)
     bad = [(m["backend"], m["case"], m["status"], m["reason"]) for m in ms if m["status"] not in ("ok", "skipped")]

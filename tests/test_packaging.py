@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -46,8 +47,14 @@ def test_the_installed_distribution_has_one_top_level_name():
 @pytest.mark.slow
 def test_the_wheel_holds_only_xpubench(tmp_path):
     """Build the real wheel: every file lies under xpubench/ or the dist-info folder."""
+    src = tmp_path / "src"  # a copy of the tracked files: setuptools leaves build/ where it builds
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (REPO / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, src / rel)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+                           "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("xpubench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

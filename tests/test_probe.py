@@ -192,7 +192,7 @@ def test_command_reuses_cache(tmp_path, monkeypatch, capsys):
     rc = main(["probe", "-b", "torch:cpu", "--out", str(tmp_path), "--machine-id", "box"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "cached ceilings" in out and "123G FLOP/s" in out and "--refresh" in out
+    assert "cached ceilings" in out and "123 GFLOP/s" in out and "--refresh" in out
 
 
 def test_command_refresh_and_partial_cache(tmp_path, monkeypatch, capsys):

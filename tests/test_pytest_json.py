@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from xpubench.regress import compare as C
+from xpubench.cli import compare as CLI
 from xpubench.errors import UserError
-from xpubench.report import build_site, pytest_json
-from xpubench.report.load import load_runs, read_input_file
+from xpubench.report import build_site
+from xpubench.results import pytest_benchmark as pytest_json
+from xpubench.results.reader import load_runs, read_input_file
+from xpubench.results.view import Measurement
 from tests import report_data as D
 
 BENCH_FILE = '''
@@ -56,24 +58,23 @@ def test_reads_benchmark_json_from_a_real_run(real_run: Path):
     assert run.format == "pytest-benchmark"
     assert run.machine_id == raw["machine_info"]["node"]
     assert run.time is not None
-    by_case = {m["case"]: m for m in run.measurements}
+    by_case = {m.case: m for m in run.measurements}
     plain = by_case["test_plain_sum"]
-    assert (plain["suite"], plain["backend"], plain["unit"], plain["status"]) == (
-        "pytest", "python:cpu:fp32", "calls", "ok")
+    assert (plain.suite, plain.backend, plain.unit, plain.status) == ("pytest", "python:cpu:fp32", "calls", "ok")
     stats = next(b["stats"] for b in raw["benchmarks"] if b["name"] == "test_plain_sum")
-    t = plain["time_s"]
-    assert t["median"] == stats["median"] and t["rounds"] == stats["rounds"] >= 7
-    assert len(t["samples"]) == stats["rounds"]
-    assert t["min"] <= t["ci95"][0] <= t["median"] <= t["ci95"][1] <= t["max"]
-    assert plain["throughput_per_s"] == pytest.approx(1 / stats["median"])
+    assert plain.median == stats["median"] and plain.rounds == stats["rounds"] >= 7
+    assert len(plain.samples) == stats["rounds"]
+    # no CI in a plain pytest-benchmark file: the view derives it from the rounds
+    assert plain.stored_ci95 is None
+    assert stats["min"] <= plain.ci95[0] <= plain.median <= plain.ci95[1] <= stats["max"]
+    assert plain.throughput == pytest.approx(1 / stats["median"])
 
     ours = by_case["layernorm[d=64]"]
-    assert (ours["suite"], ours["mode"], ours["unit"], ours["units_per_step"]) == (
-        "normalization", "forward", "elements", 64)
-    assert ours["throughput_per_s"] == pytest.approx(64 / ours["time_s"]["median"])
-    assert ours["memory"]["host_peak_bytes"] == 1234567
-    assert ours["mfu"] == 0.125  # unknown fields are carried along
-    assert ours["time_s"]["timer_overhead_s"] == 4e-8
+    assert (ours.suite, ours.mode, ours.unit, ours.units_per_step) == ("normalization", "forward", "elements", 64)
+    assert ours.throughput == pytest.approx(64 / ours.median)
+    assert ours.memory.host_peak_bytes == 1234567 and ours.peak_memory == (1234567, "host", "psutil")
+    assert ours.get("mfu") == 0.125 and ("mfu", 0.125) in ours.other_fields()  # unknown fields are carried along
+    assert dict(ours.other_time_fields())["timer_overhead_s"] == 4e-8
 
 
 def test_autosave_output_is_found_in_folders_by_content(real_run: Path, tmp_path: Path):
@@ -93,8 +94,8 @@ def test_report_and_compare_accept_pytest_benchmark_json(real_run: Path, tmp_pat
     assert (index.parent / "suite-normalization.html").exists()
     assert "test_plain_sum" in (index.parent / "suite-pytest.html").read_text()
     p = argparse.ArgumentParser()
-    C.add_arguments(p)
-    assert C.run(p.parse_args([str(real_run / "out.json"), str(real_run / "store")])) == 0
+    CLI.add_arguments(p)
+    assert CLI.run(p.parse_args([str(real_run / "out.json"), str(real_run / "store")])) == 0
     out = capsys.readouterr().out
     assert "test_plain_sum" in out and "0 regression," in out
 
@@ -104,10 +105,11 @@ def test_plain_document_fallbacks_and_ids():
                                  extra_info={"test_a": {"group_note": "x", "backend": "jax:cpu:bf16"}})
     assert pytest_json.is_pytest_benchmark(doc)
     run = pytest_json.convert(doc)
-    (m,) = run["measurements"]
-    assert (m["suite"], m["case"], m["mode"], m["backend"], m["precision"]) == (
-        "pytest", "test_a", "call", "jax:cpu:bf16", "bf16")
-    assert m["group_note"] == "x"
+    (m,) = (Measurement(r) for r in run["measurements"])
+    assert (m.suite, m.case, m.mode, m.backend, m.precision, m.framework) == (
+        "pytest", "test_a", "call", "jax:cpu:bf16", "bf16", "jax")
+    assert m.get("group_note") == "x"
+    assert m.samples == (1.0, 1.1, 0.9, 1.05, 0.95) and m.median == 1.0
     assert run["machine"]["machine_id"] == "ci-runner"
     assert run["run"]["git"]["commit"] == "abcdef1234567890"
     assert run["run"]["id"] == pytest_json.convert(doc)["run"]["id"]  # stable: same file, same run

@@ -27,7 +27,7 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "test_my_layer.py"
 
-# extra_info keys the report's pytest-JSON reader maps (bench/report/pytest_json.py)
+# extra_info keys the pytest-JSON reader maps (bench/results/pytest_benchmark.py)
 EXTRA_KEYS = {"suite", "case", "mode", "backend", "unit", "units_per_step", "throughput_per_s", "memory",
               "energy", "compile_s", "error_vs_fp32", "precision", "framework", "device", "flops_per_step",
               "bytes_per_step", "timing_method"}
@@ -227,7 +227,7 @@ def test_json_has_every_item_with_our_extra_info(pytester: pytest.Pytester):
             assert 0 < e["error_vs_fp32"] < 0.1  # bf16 against its fp32 twin
         assert e["framework"] != "jax" or e["compile_s"] > 0  # AOT compile, kept out of the rounds
 
-    from xpubench.report.pytest_json import convert  # `xpubench report` reads it like its own runs
+    from xpubench.results.pytest_benchmark import convert  # `xpubench report` reads it like its own runs
 
     run_doc = convert(doc)
     assert {(m["case"], m["backend"]) for m in run_doc["measurements"]} == set(got)

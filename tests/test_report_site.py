@@ -24,9 +24,15 @@ from typing import Any
 import pytest
 
 from tests import report_data as D
+from xpubench.fmt import fmt_pct
 from xpubench.report import build_site
-from xpubench.report.load import load_runs
+from xpubench.report.history import history_page
+from xpubench.report.machines import machines_page
+from xpubench.report.model import Model
 from xpubench.report.records import esc
+from xpubench.report.roofline_page import roofline_page
+from xpubench.report.suite_page import efficiency_section, suite_page
+from xpubench.results.reader import load_runs
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
@@ -458,14 +464,12 @@ def test_folder_with_a_stray_file_still_builds(tmp_path: Path):
 def test_every_figure_is_a_valid_plotly_figure(tmp_path: Path):
     """plotly's own schema validation (the pages build plain dicts for speed)."""
     go = pytest.importorskip("plotly.graph_objects")
-    from xpubench.report import pages
-
     root = tmp_path / "results"
     for doc in D.site_runs(nights=2):
         D.write_run(root, doc)
-    model = pages.Model(load_runs([root]).runs, [], None, "t", 0.05, {})
-    built = [pages.suite_page(model, s) for s in model.suites] + [
-        pages.roofline_page(model), pages.machines_page(model), pages.history_page(model)]
+    model = Model(load_runs([root]).runs, [], None, "t", 0.05, {})
+    built = [suite_page(model, s) for s in model.suites] + [
+        roofline_page(model), machines_page(model), history_page(model)]
     figs = [f for p in built for f in p.figs]
     assert len(figs) > 20
     assert len(built[-3].figs) == EXPECTED_PLOTS["roofline.html"]  # the roofline charts are checked too
@@ -536,8 +540,6 @@ def _fraction(machine: str, suite: str, case: str, backend: str) -> float:
 
 
 def test_efficiency_column_shows_percent_or_dash(visits: dict[str, PageVisit]):
-    from xpubench.report.records import fmt_pct
-
     norm = visits["suite-normalization.html"]
     headers = norm.efficiency[0]["headers"]
     assert headers[:9] == ["case", "mode", "backend", "median", "±95% CI", "throughput", "FLOP/s", "% of bound",
@@ -562,8 +564,6 @@ def test_efficiency_column_shows_percent_or_dash(visits: dict[str, PageVisit]):
 
 
 def test_training_page_shows_mfu(visits: dict[str, PageVisit]):
-    from xpubench.report.records import fmt_pct
-
     v = visits["suite-training.html"]
     mfu = [f for f in v.figures if f["kind"] == "mfu"]
     assert len(mfu) == 2  # one per machine: gpu-node, laptop
@@ -587,8 +587,6 @@ def test_training_page_shows_mfu(visits: dict[str, PageVisit]):
 
 def test_old_files_get_roofline_from_their_embedded_ceilings(tmp_path: Path):
     """A file with top-level ceilings but no roofline blocks: the report works them out itself."""
-    from xpubench.report import pages
-    from xpubench.report.records import fmt_pct
     from xpubench.hardware.roofline import roofline_fields
 
     doc = D.site_runs(nights=1)[0]  # laptop, night 0: no ceilings, no roofline blocks
@@ -596,31 +594,30 @@ def test_old_files_get_roofline_from_their_embedded_ceilings(tmp_path: Path):
     doc["ceilings"] = D.LAPTOP_CEILINGS
     root = tmp_path / "results"
     D.write_run(root, doc)
-    model = pages.Model(load_runs([root]).runs, [], None, "t", 0.05, {})
+    model = Model(load_runs([root]).runs, [], None, "t", 0.05, {})
     entries = model.latest_entries("laptop", "normalization")
-    html = pages.efficiency_section(entries, "laptop", training=False)
+    html = efficiency_section(entries, "laptop", training=False)
     rec = next(m for m in doc["measurements"] if m["backend"] == "torch:cpu:bf16")
     expected = roofline_fields(rec, D.LAPTOP_CEILINGS, None)["fraction_of_bound"]
     assert expected and f">{fmt_pct(expected)}</td>" in html
     assert ">–</td>" in html  # jax:cpu:fp32 still unknown
-    assert len(pages.roofline_page(model).figs) == 2  # fp32 and bf16
+    assert len(roofline_page(model).figs) == 2  # fp32 and bf16
 
 
 def test_spec_sheet_roofs_are_dashed_and_labelled(tmp_path: Path):
     """A GPU machine never probed: roofs and fractions come from the spec sheet, and say so."""
-    from xpubench.report import pages
     from xpubench.hardware.roofline import attach_roofline
 
     doc = [d for d in D.site_runs(nights=1) if d["machine"]["machine_id"] == "gpu-node"][0]
     attach_roofline(doc, None)  # the NVML name "NVIDIA H100 80GB HBM3" matches the H100 SXM row
     root = tmp_path / "results"
     D.write_run(root, doc)
-    model = pages.Model(load_runs([root]).runs, [], None, "t", 0.05, {})
-    page = pages.roofline_page(model)
+    model = Model(load_runs([root]).runs, [], None, "t", 0.05, {})
+    page = roofline_page(model)
     bf16 = next(f for f in page.figs if f["layout"]["title"]["text"] == "Roofline: gpu-node · bf16")
     roofs = [t for t in bf16["data"] if t["mode"] == "lines"]
     assert [t["name"] for t in roofs] == ["torch:cuda bf16 roof (spec: H100 SXM)"]
     assert roofs[0]["line"]["dash"] == "dash" and max(roofs[0]["y"]) == pytest.approx(989.4e12)
-    html = pages.efficiency_section(model.latest_entries("gpu-node", "normalization"), "gpu-node", training=False)
+    html = efficiency_section(model.latest_entries("gpu-node", "normalization"), "gpu-node", training=False)
     assert ">spec: H100 SXM</td>" in html and "spec sheet: H100 SXM" in html  # cell and its tooltip
     assert ">none</td>" in html  # the CPU: no probe, no spec-sheet row

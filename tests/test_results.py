@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from xpubench.results.files import (SCHEMA_VERSION, ResultsFileError, RunWriter, collect_run_files, read_run,
-                           read_runs)
+from xpubench.results.reader import collect_run_files, load_runs, read_run
+from xpubench.results.schema import SCHEMA_VERSION, ResultsFileError
+from xpubench.results.writer import RunWriter
 
 
 def measurement(i, status="ok"):
@@ -77,6 +78,6 @@ def test_missing_file_and_folder_expansion(tmp_path):
     (tmp_path / "a" / "ceilings.json").write_text("{}")  # the probe's cache is not a run
     files = collect_run_files([tmp_path])
     assert [f.parent.name for f in files] == ["a", "b"]
-    assert [d["run"]["id"] for d in read_runs([tmp_path])] == ["a", "b"]
+    assert [r.id for r in load_runs([tmp_path]).runs] == ["a", "b"]
     with pytest.raises(ResultsFileError):
         collect_run_files([tmp_path / "missing"])

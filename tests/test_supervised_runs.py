@@ -12,7 +12,8 @@ import pytest
 
 from xpubench.backends.base import BackendSpec
 from xpubench.spec import registry as specmod
-from xpubench.results.files import RunWriter, read_run
+from xpubench.results.reader import read_run
+from xpubench.results.writer import RunWriter
 from xpubench.run.supervisor import Runner
 from xpubench.run.worker import RunOptions
 

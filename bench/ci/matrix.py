@@ -1,4 +1,4 @@
-"""The nightly CI hardware matrix: its definition, `xpubench matrix`, `run --leg`, and the nightly gate.
+"""The nightly CI hardware matrix: its definition (legs), `xpubench matrix`, `run --leg`, and the leg's gate book.
 
 The definition is ``bench/ci/matrix.toml`` (or the file named by ``--file`` or the
 environment variable ``XPUBENCH_MATRIX``): one ``[legs.NAME]`` table per leg,
@@ -7,10 +7,9 @@ workflow asks ``xpubench matrix --github`` for its ``strategy.matrix`` and
 ``xpubench run --leg NAME`` runs a leg the way CI does, so nothing about a leg
 is written twice.
 
-The last part (:func:`gate_night`) is what the nightly's final job does with the
-legs' artifacts: compare each machine's results of tonight against its previous
-night in the history (``xpubench.regress.compare``, the leg's threshold and rule), then add tonight's
-files to the history. ``scripts/simulate_nights.py`` drives the same functions.
+Each leg's gate policy (threshold, rule, alpha) comes out as a
+:class:`xpubench.regress.policy.GateBook` (:meth:`Matrix.gate_book`); the nightly
+gate itself (``--night``) is :mod:`xpubench.regress.gate`.
 
 Nothing here imports torch or jax; the plan and the GitHub JSON need only the
 standard library.
@@ -20,37 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
-import shutil
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from xpubench.errors import UserError
+from xpubench.fmt import fraction_arg, parse_fraction
+from xpubench.regress.compare import RULES
+from xpubench.regress.policy import ARTIFACT_PREFIX  # noqa: F401  (the legs' artifact names: the workflow's)
+from xpubench.regress.policy import DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, GateBook, GatePolicy
+from xpubench.results.view import split_backend
 from xpubench.spec.registry import SIZES
-
-if TYPE_CHECKING:
-    from xpubench.regress.compare import Comparison
-    from xpubench.report.load import LoadedRun
 
 DEFAULT_PATH = Path(__file__).with_name("matrix.toml")
 ENV_VAR = "XPUBENCH_MATRIX"
-# Each leg uploads its results as the artifact ARTIFACT_PREFIX + leg name; the
-# final job finds the leg (and so its threshold) from that folder name.
-ARTIFACT_PREFIX = "xpubench-"
-# Family-wise significance of one machine's night when the definition names none.
-DEFAULT_ALPHA = 0.01
-# The gate's decision rule when the definition names none: a regression only when the
-# whole 95% CI of the change lies beyond the threshold (xpubench.regress.compare, docs/nightly.md).
-DEFAULT_RULE = "confident"
-RULES = ("significant", "confident")  # as xpubench.regress.compare.RULES; not imported to keep this stdlib-only
-# The confidence of compare's CI-overlap fallback, roughly: a fallback "significant"
-# is trusted only when the per-comparison alpha is at least this.
-FALLBACK_LEVEL = 0.01
 # Minutes a leg job gets beyond its benchmark step: checkout, installs, upload.
 JOB_OVERHEAD_MINUTES = 30
 
@@ -120,6 +106,13 @@ class Matrix:
         """The JSON the nightly workflow feeds to ``strategy.matrix``."""
         return {"include": [leg.github_entry() for leg in self.legs.values()]}
 
+    def gate_book(self) -> GateBook:
+        """Each leg's gate policy, the definition's default, and the legs' fixed machine ids."""
+        return GateBook(GatePolicy(self.default_threshold, self.default_alpha, self.default_rule),
+                        {name: GatePolicy(leg.threshold, leg.alpha, leg.rule) for name, leg in self.legs.items()},
+                        {name: leg.machine_id for name, leg in self.legs.items() if leg.machine_id},
+                        source=self.path.name)
+
 
 def matrix_path(path: str | Path | None = None) -> Path:
     """The definition file: the argument, else $XPUBENCH_MATRIX, else bench/ci/matrix.toml."""
@@ -139,15 +132,11 @@ def expand_braces(text: str) -> list[str]:
 
 
 def parse_threshold(value: Any, where: str) -> float:
-    """``"10%"`` or ``0.1`` -> 0.1."""
-    text = str(value).strip()
+    """``"10%"`` or ``0.1`` -> 0.1; a mistake is one UserError line naming ``where``."""
     try:
-        v = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        v = math.nan
-    if isinstance(value, bool) or not 0 < v < 1:
-        raise UserError(f"{where}: threshold {value!r} is not a fraction like \"5%\" or 0.05")
-    return v
+        return parse_fraction(value, "threshold")
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
 
 
 def parse_rule(value: Any, where: str) -> str:
@@ -157,9 +146,11 @@ def parse_rule(value: Any, where: str) -> str:
 
 
 def parse_alpha(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise UserError(f"{where}: alpha {value!r} is not a probability like 0.01")
-    return float(value)
+    """A probability like 0.01 (or "1%"): the chance of any false alarm in a machine's night."""
+    try:
+        return parse_fraction(value, "alpha")
+    except ValueError as e:
+        raise UserError(f"{where}: {e}") from None
 
 
 def _strings(value: Any, where: str, *, allow_str: bool = False) -> tuple[str, ...]:
@@ -254,7 +245,7 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         if not isinstance(raw, dict):
             raise UserError(f"{p}: legs.{name} must be a table")
         out[name] = _leg(name, raw, defaults, p)
-    default_threshold = parse_threshold(defaults.get("threshold", "5%"), f"{p}: [defaults]")
+    default_threshold = parse_threshold(defaults.get("threshold", DEFAULT_THRESHOLD), f"{p}: [defaults]")
     default_alpha = parse_alpha(defaults.get("alpha", DEFAULT_ALPHA), f"{p}: [defaults]")
     default_rule = parse_rule(defaults.get("rule", DEFAULT_RULE), f"{p}: [defaults]")
     return Matrix(p, out, default_threshold, default_alpha, default_rule)
@@ -332,8 +323,8 @@ def _missing_lines(missing: list[tuple[str, str]]) -> list[str]:
     """``torch:cuda:{fp32,bf16}: reason``: one line per framework:device and reason."""
     groups: dict[tuple[str, str], list[str]] = {}
     for spec, reason in missing:
-        head, _, precision = spec.rpartition(":")
-        groups.setdefault((head, reason), []).append(precision)
+        parts = split_backend(spec)
+        groups.setdefault((f"{parts.framework}:{parts.device}", reason), []).append(parts.precision)
     return [f"{head}:{ps[0] if len(ps) == 1 else '{' + ','.join(ps) + '}'}: {reason}"
             for (head, reason), ps in groups.items()]
 
@@ -368,200 +359,7 @@ def print_plan(matrix: Matrix) -> None:
                   + "   (xpubench run --leg NAME)")
 
 
-# --------------------------------------------------------------------------- nightly gate
-@dataclass
-class MachineNight:
-    """One machine's night: tonight's runs, its previous night, and the comparisons."""
-
-    machine_id: str
-    leg: str | None
-    threshold: float
-    alpha: float  # family-wise, for the whole night of this machine
-    rule: str
-    tonight: list["LoadedRun"]
-    previous: "LoadedRun | None"
-    comparisons: list["Comparison"] = field(default_factory=list)
-    alpha_each: float | None = None  # what each comparison was tested at (Bonferroni)
-
-    @property
-    def regressions(self) -> list["Comparison"]:
-        return [c for c in self.comparisons if c.is_regression]
-
-
-_LEG_ARG_RE = re.compile(r"(?:^|\s)--leg[=\s]+(\S+)")
-
-
-def leg_of_run(run: "LoadedRun", artifacts: Path, matrix: Matrix) -> str | None:
-    """The leg a run of tonight belongs to, or None.
-
-    From the artifact folder ``xpubench-<leg>/`` first (download-artifact nests each
-    artifact in a folder of its name, except when a pattern matches just one, when it
-    extracts flat), then the run's ``leg`` field, then ``--leg NAME`` in its command,
-    then the leg whose fixed machine id it carries.
-    """
-    try:
-        top = run.source.relative_to(artifacts).parts[0]
-    except (ValueError, IndexError):
-        top = ""
-    if top.startswith(ARTIFACT_PREFIX) and top[len(ARTIFACT_PREFIX):] in matrix.legs:
-        return top[len(ARTIFACT_PREFIX):]
-    meta = run.data.get("run") if isinstance(run.data.get("run"), dict) else {}
-    if isinstance(meta.get("leg"), str) and meta["leg"] in matrix.legs:
-        return meta["leg"]
-    m = _LEG_ARG_RE.search(str(meta.get("command") or ""))
-    if m and m.group(1) in matrix.legs:
-        return m.group(1)
-    return next((leg.name for leg in matrix.legs.values() if leg.machine_id and leg.machine_id == run.machine_id),
-                None)
-
-
-def _load(paths: list[Path], what: str) -> list["LoadedRun"]:
-    from xpubench.report.load import load_runs
-
-    if not paths:
-        return []
-    result = load_runs(paths, strict=False)
-    for problem in result.problems:
-        print(f"xpubench matrix: warning: {what}: left out {problem}", file=sys.stderr)
-    return result.runs
-
-
-def compare_night(previous: "LoadedRun", tonight: list["LoadedRun"], threshold: float, alpha: float, *,
-                  rule: str = DEFAULT_RULE, with_ci: bool = True) -> tuple[list["Comparison"], float]:
-    """``xpubench compare PREVIOUS TONIGHT --rule RULE`` with the night's significance split over its comparisons.
-
-    A machine's night holds dozens to hundreds of comparisons; testing each at 0.01
-    raises about one false alarm per hundred from noise alone (the simulated nights
-    show it). Bonferroni: each is tested at ``alpha / n`` so the whole night has at
-    most ``alpha`` chance of a false "significant". The ``confident`` rule's 95% CI
-    does not replace the split: without it one simulated month in seven still saw a
-    noise alarm (docs/nightly.md). Returns (comparisons, alpha / n).
-    """
-    from xpubench.regress import compare
-
-    base = compare.latest_measurements([previous])
-    new = compare.latest_measurements(tonight)
-    both_ok = sum(1 for k in base.keys() & new.keys()
-                  if base[k].get("status", "ok") == "ok" and new[k].get("status", "ok") == "ok")
-    each = alpha / max(both_ok, 1)
-    comparisons = compare.compare_runs([previous], tonight, threshold, alpha=each, with_ci=with_ci, rule=rule)
-    for c in comparisons:
-        # With too few rounds for the rank test to reach ``each``, compare falls back to
-        # "the 95% CIs do not overlap", a test near p = 0.01 whatever alpha is: it cannot
-        # carry the night's split alpha, so such a change is reported, not gated.
-        if c.method == "ci-overlap" and each < FALLBACK_LEVEL and c.verdict in (compare.REGRESSION,
-                                                                                 compare.IMPROVEMENT):
-            c.verdict = compare.INSIGNIFICANT
-            c.note = (f"too few rounds ({c.base_rounds}/{c.new_rounds}) to test at the night's "
-                      f"alpha {each:.2g}: not gated")
-    return comparisons, each
-
-
-def gate_night(artifacts: Path, history: Path, matrix: Matrix, *, threshold: float | None = None,
-               alpha: float | None = None, rule: str | None = None, with_ci: bool = True) -> list[MachineNight]:
-    """Compare tonight's runs (under ``artifacts``) with each machine's previous night in ``history``.
-
-    The previous night of a machine is its newest run in the history that started
-    before tonight's first run and is not one of tonight's runs (a re-run of the
-    final job finds tonight's files already merged). Threshold, rule and family-wise
-    alpha are the leg's (see :func:`leg_of_run`), unless given here; a run of no
-    known leg gets the definition's defaults.
-    """
-    artifacts, history = Path(artifacts), Path(history)
-    tonight = _load([artifacts] if artifacts.is_dir() else [], "tonight")
-    if not tonight:
-        raise UserError(f"{artifacts}: no results files from tonight's legs")
-    past = _load([history] if history.is_dir() else [], "history")
-    by_machine: dict[str, list[LoadedRun]] = {}
-    for run in tonight:
-        by_machine.setdefault(run.machine_id, []).append(run)
-    out: list[MachineNight] = []
-    for mid, runs in sorted(by_machine.items()):
-        ids = {r.run_id for r in runs}
-        first = min(r.sort_key for r in runs)
-        earlier = [r for r in past if r.machine_id == mid and r.run_id not in ids and r.sort_key < first]
-        previous = max(earlier, key=lambda r: r.sort_key) if earlier else None
-        leg = next((lg for r in runs if (lg := leg_of_run(r, artifacts, matrix))), None)
-        t = threshold if threshold is not None else (matrix.legs[leg].threshold if leg else matrix.default_threshold)
-        a = alpha if alpha is not None else (matrix.legs[leg].alpha if leg else matrix.default_alpha)
-        ru = rule if rule is not None else (matrix.legs[leg].rule if leg else matrix.default_rule)
-        night = MachineNight(mid, leg, t, a, ru, runs, previous)
-        if previous is not None:
-            night.comparisons, night.alpha_each = compare_night(previous, runs, t, a, rule=ru, with_ci=with_ci)
-        out.append(night)
-    return out
-
-
-def merge_into_history(runs: list["LoadedRun"], history: Path) -> list[Path]:
-    """Copy tonight's run files to ``history/<machine_id>/``; a file already there is kept."""
-    added = []
-    for run in runs:
-        dest = Path(history) / run.machine_id / run.source.name
-        if dest.exists():
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(run.source, dest)
-        added.append(dest)
-    return added
-
-
-def night_markdown(nights: list[MachineNight]) -> str:
-    """The job summary: one compare table per machine, regressions first."""
-    from xpubench.regress.compare import format_markdown
-    from xpubench.report.pages import run_label
-
-    total = sum(len(n.regressions) for n in nights)
-    lines = ["## Nightly regression gate", "",
-             f"**{total} regression(s)**" if total else "**No regressions**",
-             "", "Each machine tonight against its previous night (`xpubench compare` with the leg's threshold; "
-             "the leg's alpha is the chance of any false alarm in a machine's night, split evenly over its "
-             "comparisons).", ""]
-    for n in sorted(nights, key=lambda n: (not n.regressions, n.machine_id)):
-        leg = f"leg `{n.leg}`" if n.leg else "no leg"
-        lines.append(f"### {n.machine_id} · {leg} · threshold {n.threshold:.0%} · rule {n.rule} · "
-                     f"alpha {n.alpha:g} per night")
-        lines.append("")
-        if n.previous is None:
-            lines += ["First night of this machine in the history: nothing to compare.", ""]
-            continue
-        lines += [f"{run_label(n.previous)} → {', '.join(run_label(r) for r in n.tonight)}", ""]
-        body = format_markdown(n.comparisons, threshold=n.threshold, alpha=n.alpha_each or n.alpha,
-                               rule=n.rule).splitlines()
-        if body and body[0].startswith("## "):
-            body = body[1:]
-        lines += body + [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def run_night(args: argparse.Namespace, matrix: Matrix) -> int:
-    """`xpubench matrix --night ARTIFACTS --history DIR`: gate, then merge. Exit 1 on a regression."""
-    nights = gate_night(Path(args.night), Path(args.history), matrix, threshold=args.threshold,
-                        alpha=args.alpha, rule=getattr(args, "rule", None))
-    text = night_markdown(nights)
-    print(text)
-    if args.summary:
-        with open(args.summary, "a", encoding="utf-8") as f:
-            f.write(text)
-    added = merge_into_history([r for n in nights for r in n.tonight], Path(args.history))
-    print(f"xpubench matrix: added {len(added)} run file(s) to {args.history}", file=sys.stderr)
-    return 1 if any(n.regressions for n in nights) else 0
-
-
 # --------------------------------------------------------------------------- CLI
-def _threshold_arg(text: str) -> float:
-    try:
-        return parse_threshold(text, "--threshold")
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _alpha_arg(text: str) -> float:
-    try:
-        return parse_alpha(float(text), "--alpha")
-    except (UserError, ValueError) as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", dest="matrix_file", metavar="TOML",
                         help=f"matrix definition (default: ${ENV_VAR} or bench/ci/matrix.toml)")
@@ -574,9 +372,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", metavar="DIR", help="the results history (results/<machine_id>/...)")
     parser.add_argument("--summary", metavar="FILE",
                         help="append the markdown to FILE too (e.g. $GITHUB_STEP_SUMMARY)")
-    parser.add_argument("--threshold", type=_threshold_arg, metavar="PCT",
+    parser.add_argument("--threshold", type=fraction_arg("--threshold"), metavar="PCT",
                         help="gate threshold for every machine (default: each leg's)")
-    parser.add_argument("--alpha", type=_alpha_arg, metavar="P",
+    parser.add_argument("--alpha", type=fraction_arg("--alpha"), metavar="P",
                         help="family-wise significance of a machine's night (default: each leg's)")
     parser.add_argument("--rule", choices=RULES, default=None,
                         help="what counts as a regression for every machine, as `xpubench compare --rule` "
@@ -588,7 +386,12 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "night", None):
         if not args.history:
             raise UserError("--night needs --history DIR (the folder of earlier nights)")
-        return run_night(args, matrix)
+        from xpubench.regress.gate import run_night
+
+        book = matrix.gate_book().overridden(threshold=args.threshold, alpha=args.alpha,
+                                             rule=getattr(args, "rule", None))
+        return run_night(Path(args.night), Path(args.history), book,
+                         summary=Path(args.summary) if args.summary else None)
     if args.github:
         print(github_json(matrix))
         return 0

@@ -11,35 +11,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from xpubench.fmt import fmt_bytes, fmt_rate, fmt_time
+
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "oom": "red", "timeout": "red",
                 "crashed": "red", "diverged": "yellow", "error": "red"}
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
-def fmt_rate(x: float | None, unit: str = "") -> str:
-    if x is None:
-        return "-"
-    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.3g}{suffix} {unit}/s".strip()
-    return f"{x:.3g} {unit}/s".strip()
-
-
-def fmt_bytes(b: float | None) -> str:
-    if b is None:
-        return "-"
-    for suffix, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if b >= scale:
-            return f"{b / scale:.3g} {suffix}"
-    return f"{b:.0f} B"
 
 
 class RunDisplay:

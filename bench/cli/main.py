@@ -16,22 +16,15 @@ from pathlib import Path
 
 from xpubench import __version__
 from xpubench.errors import UserError
+from xpubench.fmt import fraction_arg
 
 # Commands that live in their own modules: name -> module with add_arguments/run.
 EXTERNAL_COMMANDS = {
-    "report": ("xpubench.report.command", "build the static HTML report from results files"),
-    "compare": ("xpubench.regress.compare", "compare two sets of runs; exit 1 on a regression"),
+    "report": ("xpubench.cli.report", "build the static HTML report from results files"),
+    "compare": ("xpubench.cli.compare", "compare two sets of runs; exit 1 on a regression"),
     "probe": ("xpubench.hardware.probe", "measure this machine's ceilings: matmul FLOP/s, memory bandwidth"),
     "matrix": ("xpubench.ci.matrix", "the nightly CI matrix: plan, GitHub JSON"),
 }
-
-
-def _pct(text: str) -> float:
-    t = text.strip()
-    v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 1% or 0.01, got {text!r}")
-    return v
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +35,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="case name glob, e.g. 'layernorm' or 'normalization/*norm:forward' (repeatable)")
     p.add_argument("--size", default="default", help="smoke | default | large (default: default)")
     p.add_argument("--time-budget", type=float, metavar="S", help="seconds of timed rounds per case")
-    p.add_argument("--target-ci", type=_pct, default=0.01, metavar="PCT",
+    p.add_argument("--target-ci", type=fraction_arg("--target-ci"), default=0.01, metavar="PCT",
                    help="stop when the median's 95%% CI is within +/- this (default 1%%)")
     p.add_argument("--min-rounds", type=int, metavar="N", help="never stop before N rounds")
     p.add_argument("--case-timeout", type=float, default=600.0, metavar="S",
@@ -123,7 +116,7 @@ def cmd_run(args) -> int:
     from xpubench.spec import registry as specmod
     from xpubench.cli.console import RunDisplay, stdout_console, status_counts_line, summary_table
     from xpubench.hardware.fingerprint import fingerprint
-    from xpubench.results.files import RunWriter, new_run_id, run_file_path
+    from xpubench.results.writer import RunWriter, new_run_id, run_file_path
     from xpubench.run.supervisor import Runner
     from xpubench.run.worker import RunOptions
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from xpubench.errors import UserError
-from xpubench.results.files import atomic_write_json, utc_now
+from xpubench.results.writer import atomic_write_json, utc_now
 
 SCHEMA_VERSION = 1
 FILE_NAME = "ceilings.json"

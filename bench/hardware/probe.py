@@ -257,7 +257,7 @@ def probe_device(target: str, size: str = "default", threads: int | None = None,
                  precisions: Iterable[str] | None = None, log: Log | None = None) -> dict[str, Any]:
     """Measure one framework:device's ceilings in this process; returns its ceilings entry."""
     from xpubench.backends.base import PRECISIONS, BackendSpec, ProbeUnsupported, make_backend
-    from xpubench.results.files import utc_now
+    from xpubench.results.writer import utc_now
 
     log = log or (lambda s: None)
     key = parse_target(target)
@@ -376,7 +376,7 @@ def probe_in_subprocess(target: str, size: str, threads: int | None = None) -> d
 
 # --------------------------------------------------------------------------- output
 def _rate(x: float | None, unit: str) -> str:
-    from xpubench.cli.console import fmt_rate
+    from xpubench.fmt import fmt_rate
 
     return fmt_rate(x, unit) if x is not None else "-"
 

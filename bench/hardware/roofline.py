@@ -16,8 +16,9 @@ Anything that cannot be known is ``None``, never 0.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from xpubench.results.view import Measurement, split_backend
 
 CEILINGS_NONE = "none (run xpubench probe)"
 FIELDS = ("achieved_flops_per_s", "achieved_bytes_per_s", "intensity", "peak_flops_per_s",
@@ -25,7 +26,6 @@ FIELDS = ("achieved_flops_per_s", "achieved_bytes_per_s", "intensity", "peak_flo
           "mfu_measured", "mfu_spec", "ceilings_source", "spec_peak_flops_per_s",
           "spec_peak_bytes_per_s", "spec_name")
 MFU_SUITES = ("training",)
-_BACKEND_RE = re.compile(r"^([a-z0-9_]+):([a-z]+)(\d*)(?::([a-z0-9]+))?$")
 
 
 def _pos(x: Any) -> float | None:
@@ -43,11 +43,10 @@ def _div(a: float | None, b: float | None) -> float | None:
 def ceilings_key(backend: str) -> str | None:
     """The ceilings file's key of a backend: 'torch:cuda1:bf16' -> 'torch:cuda1';
     'torch:cuda0:fp32' and 'torch:cuda:fp32' -> 'torch:cuda'."""
-    m = _BACKEND_RE.match(str(backend).strip().lower())
-    if not m:
+    p = split_backend(str(backend).strip().lower())
+    if not p.framework or not p.device_kind:
         return None
-    fw, dev, idx = m.group(1), m.group(2), m.group(3)
-    return f"{fw}:{dev}{idx if idx and int(idx) != 0 else ''}"
+    return f"{p.framework}:{p.device_kind}{p.device_index or ''}"
 
 
 device_key = ceilings_key  # the name report/roofline.py imports
@@ -67,19 +66,18 @@ def physical_device_key(backend: str, info: dict | None = None) -> str | None:
     recorded = (info or {}).get("device_key")
     if isinstance(recorded, str) and recorded:
         return recorded
-    m = _BACKEND_RE.match(str(backend).strip().lower())
-    kind = _LEGACY_DEVICE_KINDS.get(m.group(2)) if m else None
+    parts = split_backend(str(backend).strip().lower())
+    kind = _LEGACY_DEVICE_KINDS.get(parts.device_kind)
     if kind is None or kind == "cpu":
         return kind
-    return f"{kind}{int(m.group(3) or 0)}"
+    return f"{kind}{parts.device_index or 0}"
 
 
 def backend_precision(record: dict) -> str | None:
     p = record.get("precision")
     if isinstance(p, str) and p:
         return p
-    m = _BACKEND_RE.match(str(record.get("backend", "")).strip().lower())
-    return m.group(4) if m else None
+    return split_backend(str(record.get("backend", "")).strip().lower()).precision or None
 
 
 def device_ceilings(ceilings: dict | None, key: str | None) -> dict | None:
@@ -118,7 +116,8 @@ def roofline_fields(record: dict, ceilings: dict | None, spec_peaks: dict | None
     (``xpubench.hardware.specsheet.spec_peaks``) for the record's device, or None.
     """
     out: dict[str, Any] = {k: None for k in FIELDS}
-    key = ceilings_key(record.get("backend", ""))
+    m = Measurement.of(record)
+    key = ceilings_key(m.backend)
     precision = backend_precision(record)
     entry = device_ceilings(ceilings, key)
 
@@ -140,9 +139,8 @@ def roofline_fields(record: dict, ceilings: dict | None, spec_peaks: dict | None
         out["ceilings_source"] = CEILINGS_NONE
     out.update(peak_flops_per_s=peak_flops, peak_bytes_per_s=peak_bytes)
 
-    median = _pos((record.get("time_s") or {}).get("median")) if record.get("status", "ok") == "ok" else None
-    flops = _pos(record.get("flops_per_step"))
-    nbytes = _pos(record.get("bytes_per_step"))
+    median = m.median if m.ok else None
+    flops, nbytes = m.flops_per_step, m.bytes_per_step
     achieved_flops = _div(flops, median)
     achieved_bytes = _div(nbytes, median)
     intensity = _div(flops, nbytes)
@@ -160,7 +158,7 @@ def roofline_fields(record: dict, ceilings: dict | None, spec_peaks: dict | None
     elif achieved_bytes is not None and peak_bytes is not None:  # no FLOPs: pure data movement
         out.update(bound_kind="memory", fraction_of_bound=achieved_bytes / peak_bytes)
 
-    if record.get("suite") in MFU_SUITES and achieved_flops is not None:
+    if m.suite in MFU_SUITES and achieved_flops is not None:
         measured_peak = matmul_peak((entry or {}).get("matmul_flops_per_s"), precision)
         out.update(mfu_measured=_div(achieved_flops, measured_peak), mfu_spec=_div(achieved_flops, spec_flops))
     return out

@@ -1,7 +1,9 @@
-"""Static HTML reports: plotly comparison, machine and history pages from results files.
+"""Static HTML reports from results files: plotly comparison, roofline, machine and history pages.
 
 Public entry point: :func:`build_site`. Importing this package is cheap; the
-page code loads when a site is built.
+page code loads when a site is built. The report reads files only: it imports
+no backend, no suite and not the nightly matrix (the gate's policy comes in as a
+:class:`xpubench.regress.policy.GateBook`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from xpubench.ci.matrix import Matrix
+    from xpubench.regress.policy import GateBook
 
 __all__ = ["build_site"]
 
@@ -18,21 +20,21 @@ __all__ = ["build_site"]
 def build_site(inputs: list[str | Path], out_dir: Path, *, baseline: str | None = None,
                title: str | None = None, threshold: float = 0.05,
                suite_thresholds: dict[str, float] | None = None, rule: str = "significant",
-               gate: "Matrix | None" = None) -> Path:
+               gate: "GateBook | None" = None) -> Path:
     """Read results files, folders and pytest-benchmark JSON; write the site; return index.html.
 
     ``baseline``: backend spec the speedup heatmaps divide by (default: the fp32
     CPU backend of each machine). ``threshold`` and ``rule``: what the history
     page's regression marks require (as ``xpubench compare --threshold --rule``).
-    ``gate``: a nightly matrix definition (``xpubench.ci.matrix.load_matrix()``); the
-    marks are then the nightly gate's (each machine's run against its previous run
-    with its leg's threshold, rule and per-night alpha). Files found
-    inside folders that cannot be read are left out and listed on the index page;
-    a file named directly must be readable (``xpubench.errors.UserError`` otherwise).
+    ``gate``: the nightly gate's policies (``xpubench.ci.matrix.load_matrix().gate_book()``);
+    the marks are then the gate's (each machine's run against its previous run with
+    its leg's threshold, rule and per-night alpha). Files found inside folders that
+    cannot be read are left out and listed on the index page; a file named directly
+    must be readable (``xpubench.errors.UserError`` otherwise).
     """
     from xpubench.errors import UserError
-    from xpubench.report.load import load_runs
-    from xpubench.report.pages import write_site
+    from xpubench.report.site import write_site
+    from xpubench.results.reader import load_runs
 
     result = load_runs(inputs, strict=False)
     if not result.runs:

@@ -14,13 +14,17 @@ All strings that come from results files are escaped.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from xpubench.fmt import fmt_pct, fmt_si, fmt_time
+from xpubench.hardware.roofline import device_ceilings, device_key, matmul_peak, memory_bandwidth, roofline_fields
 from xpubench.report import figures as F
 from xpubench.report import records as R
 from xpubench.report.records import esc
-from xpubench.hardware.roofline import (backend_precision, device_ceilings, device_key, matmul_peak, memory_bandwidth,
-                            roofline_fields)
+from xpubench.results.run_view import Run
+from xpubench.results.view import Measurement, finite
+
+Record = Measurement | Mapping[str, Any]
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -35,28 +39,27 @@ CAPTION = ("Solid roofs: measured by xpubench probe; dashed: vendor spec sheet. 
            "backend (and its roof). Hover a point for its numbers.")
 
 
-def _fields(m: dict, ceilings: dict | None) -> dict:
-    rf = m.get("roofline")
-    return rf if isinstance(rf, dict) else roofline_fields(m, ceilings, None)
+def _fields(m: Measurement, ceilings: dict | None) -> dict:
+    rf = m.roofline
+    return rf if rf is not None else roofline_fields(m.raw, ceilings, None)
 
 
-def _hover(m: dict, rf: dict) -> str:
-    med = R.median_time(m)
-    frac = R.num(rf.get("fraction_of_bound"))
+def _hover(m: Measurement, rf: dict) -> str:
+    frac = finite(rf.get("fraction_of_bound"))
     lines = [
-        f"<b>{esc(R.case_name(m) or m.get('name', '?'))}</b>",
-        f"{esc(m.get('suite', ''))} · {esc(m.get('mode', ''))} · {esc(m.get('backend', ''))}",
-        f"median step: {R.fmt_time(med)}",
-        f"achieved: {R.fmt_si(rf.get('achieved_flops_per_s'), 'FLOP/s')} · "
-        f"{R.fmt_si(rf.get('achieved_bytes_per_s'), 'B/s')}",
-        f"intensity: {R.num(rf.get('intensity')):.3g} FLOP/byte" if R.num(rf.get("intensity")) else "intensity: –",
-        f"bound: {R.fmt_si(rf.get('bound_flops_per_s'), 'FLOP/s')} ({esc(rf.get('bound_kind') or 'unknown')})",
-        f"fraction of bound: {R.fmt_pct(frac)}",
+        f"<b>{esc(m.case_name or '?')}</b>",
+        f"{esc(m.suite)} · {esc(m.mode)} · {esc(m.backend)}",
+        f"median step: {fmt_time(m.median, unknown=R.NA)}",
+        f"achieved: {fmt_si(rf.get('achieved_flops_per_s'), 'FLOP/s')} · "
+        f"{fmt_si(rf.get('achieved_bytes_per_s'), 'B/s')}",
+        f"intensity: {finite(rf.get('intensity')):.3g} FLOP/byte" if finite(rf.get("intensity")) else "intensity: –",
+        f"bound: {fmt_si(rf.get('bound_flops_per_s'), 'FLOP/s')} ({esc(rf.get('bound_kind') or 'unknown')})",
+        f"fraction of bound: {fmt_pct(frac)}",
         f"ceilings: {esc(rf.get('ceilings_source') or 'unknown')}",
     ]
-    mm, ms = R.num(rf.get("mfu_measured")), R.num(rf.get("mfu_spec"))
+    mm, ms = finite(rf.get("mfu_measured")), finite(rf.get("mfu_spec"))
     if mm is not None or ms is not None:
-        lines.append(f"MFU: {R.fmt_pct(mm)} measured peak · {R.fmt_pct(ms)} spec peak")
+        lines.append(f"MFU: {fmt_pct(mm)} measured peak · {fmt_pct(ms)} spec peak")
     return "<br>".join(lines)
 
 
@@ -76,7 +79,7 @@ def _roof(ceilings: dict | None, key: str, prec: str, rf: dict) -> tuple[float |
         return matmul_peak(entry.get("matmul_flops_per_s"), prec), memory_bandwidth(entry), "measured"
     kind = R.ceilings_kind(rf)
     source = f"spec: {rf.get('spec_name')}" if kind == "spec" and rf.get("spec_name") else kind
-    return R.num(rf.get("peak_flops_per_s")), R.num(rf.get("peak_bytes_per_s")), source
+    return finite(rf.get("peak_flops_per_s")), finite(rf.get("peak_bytes_per_s")), source
 
 
 def _log_ticks(lo: float, hi: float, label) -> tuple[list[float], list[str]]:
@@ -87,7 +90,7 @@ def _log_ticks(lo: float, hi: float, label) -> tuple[list[float], list[str]]:
     return vals, [label(v) for v in vals]
 
 
-def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) -> dict[str, Any]:
+def roofline_spec(records: Iterable[Record], ceilings: dict | None, title: str) -> dict[str, Any]:
     """The chart as a plotly JSON dict: {"data": [...], "layout": {...}}.
 
     ``records``: measurements of one machine (one precision, usually); those with a
@@ -99,17 +102,17 @@ def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) ->
     roofs: dict[tuple[str, str], tuple[float | None, float | None, str]] = {}
     roof_backend: dict[tuple[str, str], str] = {}  # a backend on that device: the roof takes its colour
     left_out = 0
-    for m in records:
-        if not isinstance(m, dict) or m.get("status", "ok") != "ok":
+    for m in map(Measurement.of, records):
+        if not m.ok:
             continue
         rf = _fields(m, ceilings)
-        x, y = R.num(rf.get("intensity")), R.num(rf.get("achieved_flops_per_s"))
+        x, y = finite(rf.get("intensity")), finite(rf.get("achieved_flops_per_s"))
         if not x or not y:
             left_out += 1
             continue
-        backend = str(m.get("backend", "?"))
+        backend = m.backend or "?"
         points.setdefault(backend, []).append((x, y, _hover(m, rf)))
-        key = (device_key(backend) or backend, backend_precision(m) or "")
+        key = (device_key(backend) or backend, m.precision)
         roof_backend.setdefault(key, backend)
         if key not in roofs:
             roofs[key] = _roof(ceilings, key[0], key[1], rf)
@@ -119,7 +122,7 @@ def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) ->
     lo = min(xs_all + ridges, default=0.1) / 10
     hi = max(xs_all + ridges, default=100.0) * 10
 
-    backends = F._backend_order(points)
+    backends = F.backend_order(points)
     data: list[dict[str, Any]] = []
     ys_all: list[float] = [p[1] for pts in points.values() for p in pts]
     for i, ((key, prec), (peak, bw, source)) in enumerate(sorted(roofs.items())):
@@ -130,15 +133,15 @@ def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) ->
             ridge = peak / bw
             xs = _roof_x(lo, hi, ridge)
             ys = [min(peak, x * bw) for x in xs]
-            hover = (f"<b>{label}</b><br>matmul peak {R.fmt_si(peak, 'FLOP/s')}<br>bandwidth {R.fmt_si(bw, 'B/s')}"
+            hover = (f"<b>{label}</b><br>matmul peak {fmt_si(peak, 'FLOP/s')}<br>bandwidth {fmt_si(bw, 'B/s')}"
                      f"<br>ridge {ridge:.3g} FLOP/byte")
         elif peak:  # no bandwidth: the flat roof alone
             xs, ys = [lo, hi], [peak, peak]
-            hover = f"<b>{label}</b><br>matmul peak {R.fmt_si(peak, 'FLOP/s')} (bandwidth unknown)"
+            hover = f"<b>{label}</b><br>matmul peak {fmt_si(peak, 'FLOP/s')} (bandwidth unknown)"
         elif bw:  # no matmul peak at this precision: the slope alone
             xs = _roof_x(lo, hi, 0.0)
             ys = [x * bw for x in xs]
-            hover = f"<b>{label}</b><br>bandwidth {R.fmt_si(bw, 'B/s')} (matmul peak unknown)"
+            hover = f"<b>{label}</b><br>bandwidth {fmt_si(bw, 'B/s')} (matmul peak unknown)"
         else:
             continue
         ys_all += [ys[0], ys[-1]]
@@ -168,7 +171,7 @@ def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) ->
     layout["yaxis"].pop("dtick", None)
     if ys_all:
         layout["yaxis"]["tickvals"], layout["yaxis"]["ticktext"] = _log_ticks(
-            min(ys_all), max(ys_all), lambda v: R.fmt_si(v, "FLOP/s"))
+            min(ys_all), max(ys_all), lambda v: fmt_si(v, "FLOP/s"))
     layout["annotations"] = annotations
     layout["hovermode"] = "closest"
     # legend under the plot: roof names are long and the chart needs its width
@@ -177,34 +180,41 @@ def roofline_spec(records: Iterable[dict], ceilings: dict | None, title: str) ->
     return {"data": data, "layout": layout}
 
 
-def roofline_figure(records: list[dict], ceilings: dict, title: str) -> "go.Figure":
+def roofline_figure(records: list[Record], ceilings: dict, title: str) -> "go.Figure":
     """The roofline chart of one machine and precision as a plotly Figure."""
     import plotly.graph_objects as go
 
     return go.Figure(roofline_spec(records, ceilings, title))
 
 
-def roofline_fig(records: list[dict], ceilings: dict | None, machine_id: str, precision: str) -> F.Fig:
+def roofline_fig(records: list[Measurement], ceilings: dict | None, machine_id: str, precision: str) -> F.Fig:
     """The chart as a report :class:`figures.Fig` (caption, filter text)."""
     spec = roofline_spec(records, ceilings, f"Roofline: {machine_id} · {precision}")
     search = " ".join([machine_id, precision] + sorted({R.case_label(m) for m in records})
-                      + sorted({str(m.get("backend", "")) for m in records}))
+                      + sorted({m.backend for m in records}))
     return F.Fig(spec, caption=CAPTION, search=search, kind="roofline")
 
 
-def roofline_groups(run_docs: Iterable[dict]) -> list[tuple[str, str, list[dict], dict | None]]:
+def precision_groups(records: Iterable[Measurement]) -> dict[str, list[Measurement]]:
+    """The records with both FLOPs and bytes per step, by precision: one chart each."""
+    groups: dict[str, list[Measurement]] = {}
+    for m in records:
+        if m.flops_per_step and m.bytes_per_step:
+            groups.setdefault(m.precision or "?", []).append(m)
+    return groups
+
+
+def roofline_groups(runs: Iterable[Run | Mapping[str, Any]]) -> list[tuple[str, str, list[Measurement], dict | None]]:
     """(machine_id, precision, records, ceilings) per machine and precision, for one chart each.
 
-    The newest run's embedded ceilings of each machine are used (``run_doc["ceilings"]``).
+    The newest run's embedded ceilings of each machine are used.
     """
-    groups: dict[tuple[str, str], list[dict]] = {}
-    ceilings: dict[str, tuple[str, dict | None]] = {}
-    for doc in run_docs:
-        mid = str((doc.get("machine") or {}).get("machine_id", "?"))
-        started = str((doc.get("run") or {}).get("started_at") or "")
-        if doc.get("ceilings") and (mid not in ceilings or started >= ceilings[mid][0]):
-            ceilings[mid] = (started, doc["ceilings"])
-        for m in doc.get("measurements") or []:
-            if isinstance(m, dict) and m.get("flops_per_step") and m.get("bytes_per_step"):
-                groups.setdefault((mid, backend_precision(m) or "?"), []).append(m)
-    return [(mid, prec, recs, ceilings.get(mid, ("", None))[1]) for (mid, prec), recs in sorted(groups.items())]
+    groups: dict[tuple[str, str], list[Measurement]] = {}
+    ceilings: dict[str, Run] = {}
+    for run in sorted(map(Run.of, runs), key=lambda r: r.sort_key):
+        if run.ceilings:
+            ceilings[run.machine_id] = run
+        for prec, recs in precision_groups(run.measurements).items():
+            groups.setdefault((run.machine_id, prec), []).extend(recs)
+    return [(mid, prec, recs, ceilings[mid].ceilings if mid in ceilings else None)
+            for (mid, prec), recs in sorted(groups.items())]

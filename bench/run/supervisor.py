@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 from xpubench.backends.base import BackendSpec, make_backend
 from xpubench.spec import registry as specmod
-from xpubench.results.files import RunWriter
+from xpubench.results.writer import RunWriter
 from xpubench.run.worker import RunOptions, base_record
 
 _MP = mp.get_context("spawn")  # a clean interpreter: no inherited framework state

@@ -1,4 +1,4 @@
-"""pytest-benchmark JSON (``--benchmark-json`` or autosave files) -> our run shape.
+"""pytest-benchmark JSON (``--benchmark-json`` or autosave files) converted to our run shape.
 
 A pytest-benchmark file has top-level ``machine_info``, ``commit_info``,
 ``datetime``, ``version`` and ``benchmarks[]``; each benchmark has ``name``,
@@ -15,10 +15,9 @@ into ``extra_info``; those win. A plain user benchmark becomes suite
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
-from xpubench.measure.stats import median_ci_ranks
+from xpubench.results.view import finite
 
 DEFAULT_SUITE = "pytest"
 DEFAULT_BACKEND = "python:cpu:fp32"
@@ -40,28 +39,6 @@ def is_pytest_benchmark(doc: Any) -> bool:
     return (isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list)
             and ("machine_info" in doc or "commit_info" in doc)
             and "measurements" not in doc)
-
-
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _ci95(samples: list[float]) -> list[float] | None:
-    xs = sorted(s for s in samples if _num(s) is not None)
-    if len(xs) < 2:
-        return None
-    lo, hi = median_ci_ranks(len(xs), 0.95)
-    return [xs[lo], xs[hi]]
-
-
-def _backend_parts(backend: str) -> dict[str, str | None]:
-    parts = backend.split(":")
-    return {"framework": parts[0] if parts else None,
-            "device": parts[1] if len(parts) > 1 else None,
-            "precision": parts[2] if len(parts) > 2 else None}
 
 
 def _machine(info: dict) -> dict:
@@ -110,12 +87,12 @@ def _measurement(b: dict) -> dict:
     stats = b.get("stats") if isinstance(b.get("stats"), dict) else {}
     backend = str(extra.get("backend") or DEFAULT_BACKEND)
     raw = stats.get("data")
-    samples = [float(s) for s in raw if _num(s) is not None] if isinstance(raw, list) else None
-    median = _num(stats.get("median"))
-    units = _num(extra.get("units_per_step"))
+    samples = [float(s) for s in raw if finite(s) is not None] if isinstance(raw, list) else None
+    median = finite(stats.get("median"))
+    units = finite(extra.get("units_per_step"))
     if units is None:
         units = 1.0
-    throughput = _num(extra.get("throughput_per_s"))
+    throughput = finite(extra.get("throughput_per_s"))
     if throughput is None and median:
         throughput = units / median
     params = extra.get("params") if isinstance(extra.get("params"), dict) else (
@@ -126,19 +103,18 @@ def _measurement(b: dict) -> dict:
         "params": params,
         "mode": str(extra.get("mode") or DEFAULT_MODE),
         "backend": backend,
-        **_backend_parts(backend),
         "status": str(extra.get("status") or "ok"),
         "reason": extra.get("reason"),
         "time_s": {
             "median": median,
-            "mean": _num(stats.get("mean")),
-            "min": _num(stats.get("min")),
-            "max": _num(stats.get("max")),
-            "stdev": _num(stats.get("stddev")),
-            "q1": _num(stats.get("q1")),
-            "q3": _num(stats.get("q3")),
-            "iqr": _num(stats.get("iqr")),
-            "ci95": _given_ci(extra.get("median_ci95")) or (_ci95(samples) if samples else None),
+            "mean": finite(stats.get("mean")),
+            "min": finite(stats.get("min")),
+            "max": finite(stats.get("max")),
+            "stdev": finite(stats.get("stddev")),
+            "q1": finite(stats.get("q1")),
+            "q3": finite(stats.get("q3")),
+            "iqr": finite(stats.get("iqr")),
+            "ci95": _given_ci(extra.get("median_ci95")),  # None: the view derives it from the samples
             "rounds": stats.get("rounds"),
             "iterations_per_round": stats.get("iterations"),
             "stop_reason": "pytest-benchmark",
@@ -159,7 +135,7 @@ def _measurement(b: dict) -> dict:
 
 
 def _given_ci(ci: Any) -> list[float] | None:
-    if isinstance(ci, list) and len(ci) == 2 and all(_num(x) is not None for x in ci):
+    if isinstance(ci, list) and len(ci) == 2 and all(finite(x) is not None for x in ci):
         return [float(ci[0]), float(ci[1])]
     return None
 

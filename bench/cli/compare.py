@@ -1,0 +1,64 @@
+"""`xpubench compare BASE NEW`: the command line of compare (arguments, reading both sets, exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xpubench.fmt import fraction_arg
+from xpubench.regress.compare import DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, RULES
+
+parse_threshold = fraction_arg("threshold")  # "5%" or 0.05
+parse_alpha = fraction_arg("alpha")
+
+
+def parse_suite_threshold(text: str) -> tuple[str, float]:
+    """``training=10%`` -> ("training", 0.10)."""
+    suite, sep, pct = str(text).partition("=")
+    if not sep or not suite.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SUITE=PCT, e.g. training=10%")
+    return suite.strip(), parse_threshold(pct)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", help="results file or folder: the reference (e.g. last night)")
+    parser.add_argument("new", help="results file or folder: the candidate (e.g. tonight)")
+    parser.add_argument("--threshold", type=parse_threshold, default=DEFAULT_THRESHOLD, metavar="PCT",
+                        help="smallest change that counts, e.g. 5%% or 0.05 (default 5%%)")
+    parser.add_argument("--suite-threshold", type=parse_suite_threshold, action="append", default=[],
+                        metavar="SUITE=PCT", help="threshold for one suite, e.g. training=10%% (repeatable)")
+    parser.add_argument("--alpha", type=parse_alpha, default=DEFAULT_ALPHA,
+                        help="significance level of the test on per-round samples (default 0.01)")
+    parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE,
+                        help="what counts as a regression: 'significant' = significant and the change beyond "
+                             "the threshold (default); 'confident' = significant and the whole 95%% CI of "
+                             "the change beyond the threshold (the nightly gate's: noisy cases cannot trip it)")
+    parser.add_argument("--format", choices=("table", "markdown"), default="table",
+                        help="table for the terminal, markdown for CI job summaries")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code: 1 when a regression was found, 0 otherwise, 2 on bad input."""
+    from xpubench.errors import UserError
+    from xpubench.regress.compare import compare_runs, find_regressions
+    from xpubench.regress.format import format_markdown, format_table
+    from xpubench.results.reader import load_runs
+
+    try:
+        base = load_runs([args.base], strict=True).runs
+        new = load_runs([args.new], strict=True).runs
+    except UserError as e:
+        print(f"xpubench compare: {e}", file=sys.stderr)
+        return 2
+    for label, path, runs in (("BASE", args.base, base), ("NEW", args.new, new)):
+        if not runs:
+            print(f"xpubench compare: {label} {path}: no results files found", file=sys.stderr)
+            return 2
+    threshold = args.threshold
+    suites = dict(getattr(args, "suite_threshold", None) or [])
+    alpha = getattr(args, "alpha", DEFAULT_ALPHA)
+    rule = getattr(args, "rule", DEFAULT_RULE)
+    comparisons = compare_runs(base, new, threshold, suites, alpha=alpha, rule=rule)
+    fmt = format_markdown if getattr(args, "format", "table") == "markdown" else format_table
+    print(fmt(comparisons, threshold=threshold, alpha=alpha, rule=rule))
+    return 1 if find_regressions(comparisons) else 0

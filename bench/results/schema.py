@@ -1,0 +1,58 @@
+"""The results-file contract: version, statuses, required fields and the check a file must pass.
+
+A results file is one JSON document per run (DESIGN.md, "The results file"):
+``schema_version``, a ``run`` block, a ``machine`` block and ``measurements``.
+Each measurement names ``suite case mode backend status``; everything else is
+optional and read through :class:`xpubench.results.view.Measurement`.
+
+Fields added since version 1 (old files without them still read; a suite that adds
+a field documents it here):
+
+- ``time_s.samples``: per-round seconds per step (the significance tests read them);
+- ``memory.device_method`` / ``memory.host_method``: the method of each peak;
+- ``energy.joules_per_unit`` / ``energy.is_estimate``: per unit of work; a modelled estimate;
+- ``roofline``: achieved FLOP/s and bytes/s against the ceilings (``xpubench.hardware.roofline.FIELDS``);
+- ``warnings`` (list of text) and ``notes`` (what a builder noted, e.g. the implementation);
+- ``run.leg``: the nightly-matrix leg a run belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpubench.errors import UserError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "skipped", "oom", "timeout", "crashed", "diverged", "error")
+FAILED_STATUSES = frozenset(STATUSES) - {"ok", "skipped"}
+MEASUREMENT_REQUIRED = ("suite", "case", "mode", "backend", "status")
+
+
+class ResultsFileError(UserError):
+    """A results file (or report input) that cannot be read: missing, truncated, not ours, or too new."""
+
+
+def validate(doc: Any, name: str) -> dict:
+    """Check a parsed document is one of our run files; raise ResultsFileError if not."""
+    if not isinstance(doc, dict) or "schema_version" not in doc or "measurements" not in doc:
+        raise ResultsFileError(f"{name}: not an xpubench results file (no schema_version/measurements)")
+    v = doc["schema_version"]
+    if not isinstance(v, int):
+        raise ResultsFileError(f"{name}: schema_version must be an integer, got {v!r}")
+    if v > SCHEMA_VERSION:
+        raise ResultsFileError(
+            f"{name}: schema_version {v} is newer than this xpubench reads ({SCHEMA_VERSION}); upgrade xpubench")
+    if v < 1:
+        raise ResultsFileError(f"{name}: unknown schema_version {v}")
+    if not isinstance(doc.get("run"), dict) or not isinstance(doc.get("machine"), dict):
+        raise ResultsFileError(f"{name}: missing the run or machine block")
+    ms = doc["measurements"]
+    if not isinstance(ms, list):
+        raise ResultsFileError(f"{name}: measurements must be a list")
+    for i, m in enumerate(ms):
+        missing = [k for k in MEASUREMENT_REQUIRED if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise ResultsFileError(f"{name}: measurement {i} lacks {', '.join(missing)}")
+        if m["status"] not in STATUSES:
+            raise ResultsFileError(f"{name}: measurement {i} has unknown status {m['status']!r}")
+    return doc
