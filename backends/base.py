@@ -165,6 +165,11 @@ class Backend(ABC):
         """Block until the device finished the work that produced ``out``."""
         self.synchronize()
 
+    def device_uuid(self) -> str | None:
+        """The device's UUID as NVML spells it ("GPU-..."), so telemetry reads the right
+        GPU's meters whatever the device orders; None where unknown (after ``setup``)."""
+        return None
+
     def reset_peak_memory(self) -> None:
         """Start a new device-memory high-water mark, where the framework can."""
 
