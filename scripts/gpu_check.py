@@ -59,9 +59,11 @@ class Check:
     def __init__(self, args: argparse.Namespace) -> None:
         self.mode = plan.Mode(dry_run=args.dry_run)
         self.work = Path(args.work or tempfile.mkdtemp(prefix="xpubench-gpu-check-")).resolve()
-        if self.work.exists():
+        if self.work.exists() and any(self.work.iterdir()):
+            if not (self.work / "gpu_check.log").exists():  # never empty a folder that is not ours
+                raise SystemExit(f"gpu_check: --work {self.work} is not empty and not a gpu_check folder")
             shutil.rmtree(self.work)
-        self.work.mkdir(parents=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         self.out = Path(args.out).resolve()
         self.results = self.work / "results"
         self.site = self.work / "site"
@@ -93,8 +95,9 @@ class Check:
         smi = ("command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=index,name,uuid,driver_version,"
                "memory.total,clocks.max.sm,mig.mode.current --format=csv; nvidia-smi -L; } "
                "|| echo 'nvidia-smi: not found'")
-        env = plan.Stage("env", ["sh", "-c", f"{smi}; {shlex.join(self.py + ['-m', 'xpubench', 'env'] + self.machine)}"],
-                         30.0, plan.FIXED_STAGE_S["env"], note="nvidia-smi and the fingerprint")
+        fingerprint = shlex.join(self.py + ["-m", "xpubench", "env"] + self.machine)
+        env = plan.Stage("env", ["sh", "-c", f"{smi}; {fingerprint}"], 30.0, plan.FIXED_STAGE_S["env"],
+                         note="nvidia-smi and the fingerprint")
         gpu_tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
                            if "pytest.mark.gpu" in p.read_text(encoding="utf-8"))
         tests = plan.Stage("tests", self.py + ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
@@ -103,12 +106,21 @@ class Check:
         return [install, env, tests]
 
     def stages_after_install(self) -> list[plan.Stage]:
+        """The rest, planned from the installed registry; a plan that cannot be made is a failed stage."""
         sys.path.insert(0, str(self.site))
         importlib.invalidate_caches()
-        registry = importlib.import_module("xpubench.spec.registry")
-        problems = plan.check_patterns(registry, self.mode)
-        if problems:
-            raise SystemExit("gpu_check: " + "; ".join(problems))
+        try:
+            registry = importlib.import_module("xpubench.spec.registry")
+            problems = plan.check_patterns(registry, self.mode)
+            return self._planned(registry) if not problems else self._plan_failed("; ".join(problems))
+        except Exception as exc:  # noqa: BLE001 - a broken suite must still leave a summary
+            return self._plan_failed(f"{type(exc).__name__}: {exc}")
+
+    def _plan_failed(self, why: str) -> list[plan.Stage]:
+        self._record(Outcome(plan.Stage("plan", None, 0.0, 0.0), "failed", detail=why))
+        return []
+
+    def _planned(self, registry) -> list[plan.Stage]:
         devices = [f"{fw}:{self.mode.device(fw)}" for fw in ("torch", "jax")]
         probe = plan.Stage("probe", self.py + ["-m", "xpubench", "probe", "--size", self.mode.size, "--refresh",
                                                "--out", str(self.results)] + self.machine
@@ -247,7 +259,8 @@ class Check:
         out += ["H200 est.: the cost model in scripts/gpu_check_plan.py (docs/gpu.md); s/run: seconds per "
                 "measured case run, to recalibrate it.", ""]
         for o in self.outcomes:
-            out.append(f"- **{o.stage.name}** {o.status}: {o.detail or o.stage.note or o.stage.skip or ''}".rstrip(": "))
+            why = o.detail or o.stage.note or o.stage.skip or ""
+            out.append(f"- **{o.stage.name}** {o.status}" + (f": {why}" if why else ""))
             if o.stage.argv:
                 out.append(f"  `{o.stage.command()}`")
         tests = self._junit()

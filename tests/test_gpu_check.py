@@ -131,3 +131,23 @@ def test_dry_run_goes_through_every_stage_and_brings_back_its_files(tmp_path):
                if m["status"] == "ok" and m["backend"].startswith("torch")}
     # the networks' stage keeps its energy window (RAPL or the labelled estimate on a CPU)
     assert {meth for suite, meth in methods if suite == "training"} & {"rapl", "estimate"}
+
+
+def test_a_pattern_that_no_longer_matches_fails_the_plan_not_the_check(tmp_path, monkeypatch):
+    monkeypatch.setitem(plan.JAX_CASES, "bf16", ("training/no_such_network",))
+    assert "no_such_network" in plan.check_patterns(registry, plan.Mode(dry_run=False))[0]
+    check = gpu_check.Check(_args(tmp_path))
+    check.site = ROOT / "no-site"  # this environment's xpubench stands in for the installed one
+    assert check.stages_after_install() == []
+    assert check.outcomes[-1].stage.name == "plan" and check.outcomes[-1].status == "failed"
+
+
+def test_distributed_runs_at_world_size_one_where_the_suite_and_the_flag_exist():
+    fake = argparse.Namespace(suites=lambda: ["distributed", "training"], select=lambda *a: [])
+    mode = plan.Mode(dry_run=False)
+    stage = plan.distributed_stage(mode, fake, ["python3"], "R", [], lambda: "  --world-size N  ranks")
+    assert stage.skip is None and stage.argv[-2:] == ["--world-size", "1"]
+    assert ["-s", "distributed"] == stage.argv[stage.argv.index("-s"):stage.argv.index("-s") + 2]
+    assert "--world-size" not in plan.distributed_stage(mode, fake, ["python3"], "R", [], lambda: "").argv
+    fake.suites = lambda: ["training"]
+    assert plan.distributed_stage(mode, fake, ["python3"], "R", [], lambda: "").skip
