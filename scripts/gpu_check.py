@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "bench", "backends", "suites")  # what `pip install .` reads
 GPU_BUDGET_S = 480.0  # 8 minutes of one 10-minute device call
 DRY_BUDGET_S = 600.0
-RESERVE_S = 15.0  # kept for the summary and the packing
-LATER_STAGE_S = 20.0  # the least each later stage is left
 STOP_GRACE_S = 20.0  # after SIGTERM an `xpubench run` records what it measured and exits
+RESERVE_S = STOP_GRACE_S + 10.0  # a stopped stage's grace, then the summary and the packing
+LATER_STAGE_S = 20.0  # the least each later stage is left
 MAX_OUT_BYTES = 15 << 20  # the device tool brings back files of up to 16 MiB
 
 
