@@ -263,6 +263,11 @@ class Backend(ABC):
             self.wait(out)
         return out
 
+    def device_uuid(self) -> str | None:
+        """The device's UUID as NVML spells it ("GPU-..."), so telemetry reads the right
+        GPU's meters whatever the device orders; None where unknown (after ``setup``)."""
+        return None
+
     def reset_peak_memory(self) -> None:
         """Start a new device-memory high-water mark, where the framework can."""
 

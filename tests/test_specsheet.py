@@ -84,3 +84,11 @@ def test_missing_precision_is_absent_not_zero():
     assert "fp32" not in tpu["matmul_flops_per_s"]
     assert tpu["matched_name"] == "TPU v5 lite" and tpu["name"] == "TPU v5e"
     assert tpu["source"].startswith("Google Cloud TPU")
+
+
+def test_tpu_figures_match_googles_pages():
+    # docs.cloud.google.com/tpu/docs/v5e and /v6e: "Peak compute per chip (Int8)", "HBM bandwidth per chip"
+    v5e, v6e = specsheet.match("TPU v5 lite"), specsheet.match("TPU v6 lite")
+    assert v5e.flops == {"bf16": pytest.approx(197e12), "int8": pytest.approx(393e12)}
+    assert v6e.flops == {"bf16": pytest.approx(918e12), "int8": pytest.approx(1836e12)}
+    assert v6e.memory_bytes_per_s == pytest.approx(1638e9)

@@ -8,7 +8,7 @@ from xpubench.hardware.telemetry import decode_clock_event_reasons, open_window
 from xpubench.hardware.telemetry.gpu_energy import NvmlPowerMeter, counter_min_window_s, infer_counter_period
 from xpubench.hardware.telemetry.gpu_state import GpuStateMonitor
 from xpubench.hardware.telemetry.nvml import open_session
-from tests.fakes.nvml import FakeGpu, FakeNvml, driver_not_loaded, library_not_found, not_supported
+from tests.fakes.nvml import FakeGpu, FakeMig, FakeNvml, driver_not_loaded, library_not_found, not_supported
 
 
 class Clock:
@@ -205,9 +205,104 @@ def test_cuda_visible_devices_maps_to_nvml_index(monkeypatch):
     assert res["energy"]["source"] == "nvml:3"
     assert res["energy"]["joules"] == pytest.approx(4.0)
     assert res["device_state"]["nvml_index"] == 3
+    # without a UUID the mapping is an assumption on a multi-GPU host, and the record says so
+    assert any("assumed" in n for n in res["energy"]["notes"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-2")
     session = open_session(FakeNvml(gpus))
-    assert session.nvml_index_for(0)[0] == 2
+    assert session.locate(0).index == 2
+
+
+def test_uuid_finds_the_gpu_when_cuda_and_nvml_orders_differ(monkeypatch):
+    # NVML orders by PCI bus, CUDA fastest first: CUDA's device 0 is NVML's device 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    slow = FakeGpu(name="NVIDIA T4", uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000", energy_mj=[0, 0, 1_000])
+    fast = FakeGpu(uuid="GPU-bbbbbbbb-0000-0000-0000-000000000000", energy_mj=[0, 0, 9_000], sm_clock=1755)
+    clock = Clock()
+    win = open_window("cuda", 0, device_uuid=fast.uuid, nvml=FakeNvml([slow, fast]), clock=clock)
+    res = _run(win, clock, 2.0, steps=1)
+    assert res["energy"]["source"] == "nvml:1"
+    assert res["energy"]["joules"] == pytest.approx(9.0)
+    assert res["device_state"]["nvml_index"] == 1
+    assert res["device_state"]["start"]["sm_clock_mhz"] == 1755
+    assert any("by UUID" in n for n in res["device_state"]["index_notes"])
+    assert not any("assumed" in n for n in res["energy"]["notes"])
+
+
+def test_unknown_uuid_falls_back_to_the_ordinal_and_says_so(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    session = open_session(FakeNvml([FakeGpu(uuid="GPU-1"), FakeGpu(uuid="GPU-2")]))
+    target = session.locate(1, "GPU-ffffffff-0000-0000-0000-000000000000")
+    assert target.index == 1 and target.mig_uuid is None
+    assert "no NVML device has" in target.notes[0] and "assumed" in target.notes[1]
+
+
+MIG_UUID = "MIG-c0ffee00-1111-2222-3333-444444444444"
+
+
+@pytest.mark.parametrize("how", ["uuid", "cuda_visible_devices"])
+def test_mig_slice_is_metered_by_its_whole_gpu_and_says_so(monkeypatch, how):
+    other = FakeGpu(uuid="GPU-00000000-0000-0000-0000-000000000000", energy_mj=[0, 0, 1_000])
+    parent = FakeGpu(uuid="GPU-99999999-0000-0000-0000-000000000000", energy_mj=[0, 0, 30_000],
+                     migs=[FakeMig("MIG-00000000-0000-0000-0000-000000000001"), FakeMig(MIG_UUID)])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if how == "uuid":
+        # torch reports the slice's UUID bytes; the backend spells them "GPU-..."
+        uuid = "GPU-" + MIG_UUID[4:]
+    else:
+        uuid = None
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", MIG_UUID[:12])  # an abbreviated MIG id
+    clock = Clock()
+    win = open_window("cuda", 0, device_uuid=uuid, nvml=FakeNvml([other, parent]), clock=clock)
+    res = _run(win, clock, 2.0, steps=1)
+    e = res["energy"]
+    assert e["source"] == "nvml:1" and e["scope"] == "mig-parent-gpu"
+    assert e["joules"] == pytest.approx(30.0)  # the whole GPU's energy, not 0 and not the slice's
+    assert any(MIG_UUID in n and "whole GPU" in n for n in e["notes"])
+    assert MIG_UUID in res["device_state"]["mig_slice_note"]
+    assert any("MIG slice" in w for w in res["warnings"])
+
+
+def test_throttle_reasons_fall_back_to_the_older_call_on_an_old_driver():
+    # pre-R535: the binding has ...ClocksEventReasons but the driver lacks the C symbol
+    fake = FakeNvml([FakeGpu(energy_mj=[0, 0, 5_000], reasons=[0x40])],
+                    missing_symbols=("nvmlDeviceGetCurrentClocksEventReasons",))
+    clock = Clock()
+    res = _run(open_window("cuda", nvml=fake, clock=clock), clock, 2.0, steps=1)
+    st = res["device_state"]
+    assert st["throttled"] is True and st["clock_event_names_seen"] == ["hw_thermal"]
+    assert "nvmlDeviceGetCurrentClocksThrottleReasons" in fake.calls
+    assert any("hw_thermal" in w for w in res["warnings"])
+
+
+def test_unreadable_throttle_reasons_are_unknown_not_false():
+    fake = FakeNvml([FakeGpu(energy_mj=[0, 0, 5_000], reasons=[0x40])],
+                    missing_symbols=("nvmlDeviceGetCurrentClocksEventReasons",
+                                     "nvmlDeviceGetCurrentClocksThrottleReasons"))
+    clock = Clock()
+    res = _run(open_window("cuda", nvml=fake, clock=clock), clock, 2.0, steps=1)
+    st = res["device_state"]
+    assert st["throttled"] is None and st["clock_event_names_seen"] is None
+    assert st["stop"]["clock_event_reasons"] is None and st["stop"]["clock_event_names"] is None
+    assert "Function Not Found" in st["stop"]["clock_event_error"]
+    assert any("throttle reasons unreadable" in w and "unknown (null)" in w for w in res["warnings"])
+    assert res["energy"]["joules"] == pytest.approx(5.0)  # the rest of the record is unharmed
+
+
+def test_temperature_uses_the_v_call_and_falls_back_to_the_deprecated_one():
+    fake = FakeNvml([FakeGpu(temperature=61)])
+    session = open_session(fake)
+    mon = GpuStateMonitor(session, session.handle(0), 0, start_thread=False)
+    mon.start()
+    assert mon.stop()[0]["start"]["temperature_c"] == 61
+    assert "nvmlDeviceGetTemperatureV" in fake.calls and "nvmlDeviceGetTemperature" not in fake.calls
+    old = FakeNvml([FakeGpu(temperature=62)], missing_symbols=("nvmlDeviceGetTemperatureV",))
+    session = open_session(old)
+    mon = GpuStateMonitor(session, session.handle(0), 0, start_thread=False)
+    mon.start()
+    mon.poll()
+    state, _ = mon.stop()
+    assert state["start"]["temperature_c"] == 62 and state["max_temperature_c"] == 62
+    assert "nvmlDeviceGetTemperature" in old.calls
 
 
 def test_counter_update_period_inference():
@@ -267,3 +362,33 @@ def test_real_gpu_counter_window_and_fingerprint():
     assert 1.0 < e["avg_power_w"] < 2000.0
     st = res["device_state"]
     assert st["start"]["sm_clock_mhz"] is not None and st["stop"]["temperature_c"] is not None
+
+
+def test_torch_backend_spells_the_cuda_uuid_as_nvml_does():
+    from types import SimpleNamespace
+
+    from xpubench.backends.base import make_backend
+
+    b = make_backend("torch:cuda:fp32")
+    assert b.device_uuid() is None  # before setup: no device chosen
+    props = SimpleNamespace(uuid="58aa4b4e-5bb1-4b3e-9ae7-0c8a6b4d1c2f")  # str(props.uuid) in torch
+    b.device = SimpleNamespace(type="cuda")
+    b._torch = SimpleNamespace(cuda=SimpleNamespace(get_device_properties=lambda dev: props))
+    assert b.device_uuid() == "GPU-58aa4b4e-5bb1-4b3e-9ae7-0c8a6b4d1c2f"
+    assert make_backend("torch:cpu:fp32").device_uuid() is None
+
+
+@pytest.mark.gpu
+def test_real_cuda_uuid_is_found_in_nvml():
+    """On a GPU: the UUID torch reports names an NVML device (no assumption about orders)."""
+    from xpubench.backends.base import make_backend
+
+    session = _real_nvml_or_skip()
+    b = make_backend("torch:cuda:fp32")
+    b.setup()
+    uuid = b.device_uuid()
+    assert uuid and uuid.startswith("GPU-")
+    target = session.locate(0, uuid)
+    assert any("by UUID" in n for n in target.notes), target.notes
+    if target.mig_uuid is None:
+        assert session.call("nvmlDeviceGetUUID", session.handle(target.index)) == uuid

@@ -165,6 +165,16 @@ class TorchBackend(Backend):
         ends[-1].synchronize()
         return sum(s.elapsed_time(e) for s, e in zip(starts, ends)) / 1e3
 
+    def device_uuid(self) -> str | None:
+        if self.device is None or self.device.type != "cuda":
+            return None
+        uuid = str(getattr(self._torch.cuda.get_device_properties(self.device), "uuid", "") or "")
+        if not uuid:
+            return None
+        # torch prints the 16 bytes as 8-4-4-4-12 hex; NVML prefixes them (a MIG slice's
+        # bytes are its MIG-... UUID: telemetry tries both spellings)
+        return uuid if uuid[:4] in ("GPU-", "MIG-") else f"GPU-{uuid}"
+
     def reset_peak_memory(self) -> None:
         if self.device is not None and self.device.type == "cuda":
             self.synchronize()

@@ -87,11 +87,11 @@ SPEC_SHEET: tuple[SpecRow, ...] = (
             "AMD Instinct MI300X accelerator datasheet", (r"mi300x",)),
     # Source: Google Cloud TPU docs, "TPU v6e" system architecture (per chip).
     # JAX device_kind "TPU v6 lite"; TPU_ACCELERATOR_TYPE "v6e-8".
-    SpecRow("TPU v6e", {"bf16": 918 * T, "int8": 1836 * T}, 1640 * G,
+    SpecRow("TPU v6e", {"bf16": 918 * T, "int8": 1836 * T}, 1638 * G,
             "Google Cloud TPU documentation: TPU v6e", (r"\bv6 ?lite\b", r"\bv6e\b")),
     # Source: Google Cloud TPU docs, "TPU v5e" (per chip). device_kind "TPU v5 lite";
     # accelerator type "v5litepod-8".
-    SpecRow("TPU v5e", {"bf16": 197 * T, "int8": 394 * T}, 819 * G,
+    SpecRow("TPU v5e", {"bf16": 197 * T, "int8": 393 * T}, 819 * G,
             "Google Cloud TPU documentation: TPU v5e", (r"\bv5 ?lite", r"\bv5e\b")),
     # Source: Google Cloud TPU docs, "TPU v5p" (per chip). device_kind "TPU v5" or "TPU v5p".
     SpecRow("TPU v5p", {"bf16": 459 * T, "int8": 918 * T}, 2765 * G,

@@ -217,7 +217,8 @@ def open_telemetry(backend: "Backend") -> tuple[Any, str | None]:
     except ImportError as exc:  # the telemetry package is optional at this layer
         return None, f"telemetry unavailable: {exc}"
     try:
-        return open_window(backend.device_kind, backend.spec.device_index), None
+        return open_window(backend.device_kind, backend.spec.device_index,
+                           device_uuid=backend.device_uuid()), None
     except Exception as exc:  # a meter that cannot open must not lose the timing
         from xpubench.run.worker import one_line
 

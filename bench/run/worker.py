@@ -162,7 +162,8 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
     if opts.telemetry:
         from xpubench.hardware.telemetry import open_window
 
-        window = open_window(backend.device_kind, backend.spec.device_index, cpu_tdp_w=opts.cpu_tdp_w)
+        window = open_window(backend.device_kind, backend.spec.device_index, device_uuid=backend.device_uuid(),
+                             cpu_tdp_w=opts.cpu_tdp_w)
         cfg.min_window_s = max(cfg.min_window_s, window.min_window_s)
     result = measure(lambda n: backend.time_block(step, n), cfg, on_round=on_round,
                      on_window_start=window.start if window else None)

@@ -2,7 +2,9 @@
 
 Errors are the real pynvml exception classes (nvidia-ml-py imports fine
 without a driver), so the code under test catches exactly what it would
-catch on a GPU machine.
+catch on a GPU machine. ``missing_symbols`` plays an older driver: the binding
+has the function, the library lacks the C symbol, and the call raises
+NVML_ERROR_FUNCTION_NOT_FOUND as pynvml does.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ class FakeGpu:
     power_mw: list[int] | Exception = field(default_factory=lambda: [300_000])
     reasons: list[int] = field(default_factory=lambda: [0])
     compute_capability: tuple[int, int] = (9, 0)
+    migs: list["FakeMig"] = field(default_factory=list)  # MIG slices, when MIG mode is on
+
+
+@dataclass(eq=False)
+class FakeMig:
+    """A MIG slice: its own UUID; no meters of its own (NVML answers NOT_SUPPORTED)."""
+
+    uuid: str
+    parent: FakeGpu | None = field(default=None, repr=False)
 
 
 def _next(seq: list[Any]) -> Any:
@@ -52,12 +63,28 @@ class FakeNvml:
     NVML_TEMPERATURE_GPU = real.NVML_TEMPERATURE_GPU
 
     def __init__(self, gpus: list[FakeGpu] | None = None, *, init_error: Exception | None = None,
-                 driver: str = "550.54.15", on_read: Callable[[str], None] | None = None) -> None:
+                 driver: str = "550.54.15", on_read: Callable[[str], None] | None = None,
+                 missing_symbols: tuple[str, ...] = ()) -> None:
         self.gpus = [FakeGpu()] if gpus is None else gpus
+        for gpu in self.gpus:
+            for mig in gpu.migs:
+                mig.parent = gpu
         self.init_error = init_error
         self.driver = driver
         self.init_calls = 0
         self.on_read = on_read  # hook so a test can advance a fake clock per reading
+        self.missing_symbols = set(missing_symbols)
+        self.calls: list[str] = []  # every nvml* function called, in order
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = object.__getattribute__(self, name)
+        if name.startswith("nvml"):
+            object.__getattribute__(self, "calls").append(name)
+            if name in object.__getattribute__(self, "missing_symbols"):
+                def missing(*args: Any) -> Any:
+                    raise real.NVMLError(real.NVML_ERROR_FUNCTION_NOT_FOUND)
+                return missing
+        return attr
 
     # --- library
     def nvmlInit(self) -> None:
@@ -81,6 +108,39 @@ class FakeNvml:
         if not 0 <= i < len(self.gpus):
             raise real.NVMLError(real.NVML_ERROR_INVALID_ARGUMENT)
         return self.gpus[i]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeGpu | FakeMig:
+        for gpu in self.gpus:
+            if gpu.uuid == uuid:
+                return gpu
+            for mig in gpu.migs:
+                if mig.uuid == uuid:
+                    return mig
+        raise real.NVMLError(real.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetIndex(self, h: FakeGpu) -> int:
+        if isinstance(h, FakeMig):
+            raise real.NVMLError(real.NVML_ERROR_INVALID_ARGUMENT)
+        return next(i for i, gpu in enumerate(self.gpus) if gpu is h)  # identity: fakes may be equal
+
+    # --- MIG
+    def nvmlDeviceIsMigDeviceHandle(self, h: Any) -> Any:
+        return real.c_uint(1 if isinstance(h, FakeMig) else 0)  # pynvml returns the c_uint
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, h: Any) -> FakeGpu:
+        if not isinstance(h, FakeMig):
+            raise real.NVMLError(real.NVML_ERROR_INVALID_ARGUMENT)
+        return h.parent
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: FakeGpu) -> int:
+        if not h.migs:
+            raise real.NVMLError(real.NVML_ERROR_NOT_SUPPORTED)
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: FakeGpu, i: int) -> FakeMig:
+        if i >= len(h.migs):
+            raise real.NVMLError(real.NVML_ERROR_NOT_FOUND)
+        return h.migs[i]
 
     # --- identity
     def nvmlDeviceGetName(self, h: FakeGpu) -> str:
@@ -106,14 +166,22 @@ class FakeNvml:
     def nvmlDeviceGetTemperature(self, h: FakeGpu, sensor: int) -> int:
         return h.temperature
 
+    def nvmlDeviceGetTemperatureV(self, h: FakeGpu, sensor: int) -> int:
+        return h.temperature
+
     def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
         return h.power_limit_mw
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: FakeGpu) -> int:
         return _next(h.reasons)
 
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: FakeGpu) -> int:
+        return _next(h.reasons)
+
     # --- energy
     def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> int:
+        if isinstance(h, FakeMig):
+            raise not_supported()
         if isinstance(h.energy_mj, Exception):
             raise h.energy_mj
         if self.on_read:
@@ -121,6 +189,8 @@ class FakeNvml:
         return _next(h.energy_mj)
 
     def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> int:
+        if isinstance(h, FakeMig):
+            raise not_supported()
         if isinstance(h.power_mw, Exception):
             raise h.power_mw
         if self.on_read:
@@ -138,3 +208,7 @@ def library_not_found() -> Exception:
 
 def driver_not_loaded() -> Exception:
     return real.NVMLError(real.NVML_ERROR_DRIVER_NOT_LOADED)
+
+
+def function_not_found() -> Exception:
+    return real.NVMLError(real.NVML_ERROR_FUNCTION_NOT_FOUND)

@@ -60,11 +60,11 @@ class NvmlCounterMeter:
     method = "nvml-counter"
 
     def __init__(self, session: NvmlSession, handle: Any, nvml_index: int, *,
-                 infer_period: bool = False) -> None:
+                 infer_period: bool = False, scope: str = "gpu-device") -> None:
         self.session = session
         self.handle = handle
         self.source = f"nvml:{nvml_index}"
-        self.scope = "gpu-device"
+        self.scope = scope  # "mig-parent-gpu": the whole GPU a MIG slice belongs to
         self._start_mj: int | None = None
         self.update_period_s: float | None = None
         if infer_period:
@@ -121,11 +121,12 @@ class NvmlPowerMeter:
 
     def __init__(self, session: NvmlSession, handle: Any, nvml_index: int, *,
                  clock: Callable[[], float] = time.perf_counter,
-                 interval_s: float = POWER_SAMPLE_INTERVAL_S, start_thread: bool = True) -> None:
+                 interval_s: float = POWER_SAMPLE_INTERVAL_S, start_thread: bool = True,
+                 scope: str = "gpu-device") -> None:
         self.session = session
         self.handle = handle
         self.source = f"nvml:{nvml_index}"
-        self.scope = "gpu-device"
+        self.scope = scope
         self.clock = clock
         self.interval_s = interval_s
         self.start_thread = start_thread

@@ -46,13 +46,23 @@ def decode_clock_event_reasons(mask: int | None) -> list[str]:
     return names
 
 
-def read_clock_event_reasons(session: NvmlSession, handle: Any) -> int | None:
-    # ...ThrottleReasons is deprecated (gone in CUDA 14); use it only on old bindings
-    for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
-        if hasattr(session.mod, name):
-            value = session.call(name, handle)
-            return int(value) if value is not None else None
-    return None
+# Tried in order on any NVML error: the binding has both names, but a pre-R535 driver
+# lacks the C symbol of the first (NVML_ERROR_FUNCTION_NOT_FOUND); the second is
+# deprecated and goes with CUDA 14.
+CLOCK_REASON_CALLS = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+# nvmlDeviceGetTemperature is deprecated in favour of ...TemperatureV (newer drivers only).
+TEMPERATURE_CALLS = ("nvmlDeviceGetTemperatureV", "nvmlDeviceGetTemperature")
+
+
+def read_clock_event_reasons(session: NvmlSession, handle: Any) -> tuple[int | None, str | None]:
+    """(reasons bitmask, None), or (None, why no call answered): unknown, never 0."""
+    value, why = session.call_first(CLOCK_REASON_CALLS, handle)
+    return (int(value), None) if value is not None else (None, why)
+
+
+def read_temperature(session: NvmlSession, handle: Any) -> Any:
+    sensor = getattr(session.mod, "NVML_TEMPERATURE_GPU", 0)
+    return session.call_first(TEMPERATURE_CALLS, handle, sensor)[0]
 
 
 def snapshot(session: NvmlSession, handle: Any) -> dict:
@@ -62,15 +72,15 @@ def snapshot(session: NvmlSession, handle: Any) -> dict:
     mem = getattr(mod, "NVML_CLOCK_MEM", 2)
     limit_mw = session.call("nvmlDeviceGetEnforcedPowerLimit", handle)
     meminfo = session.call("nvmlDeviceGetMemoryInfo", handle)
-    mask = read_clock_event_reasons(session, handle)
+    mask, why = read_clock_event_reasons(session, handle)
     return {
         "sm_clock_mhz": session.call("nvmlDeviceGetClockInfo", handle, sm),
         "mem_clock_mhz": session.call("nvmlDeviceGetClockInfo", handle, mem),
-        "temperature_c": session.call("nvmlDeviceGetTemperature", handle,
-                                      getattr(mod, "NVML_TEMPERATURE_GPU", 0)),
+        "temperature_c": read_temperature(session, handle),
         "power_limit_w": limit_mw / 1000.0 if isinstance(limit_mw, (int, float)) else None,
         "clock_event_reasons": mask,
-        "clock_event_names": decode_clock_event_reasons(mask),
+        "clock_event_names": decode_clock_event_reasons(mask) if mask is not None else None,
+        "clock_event_error": why,
         "nvml_used_bytes_info": int(meminfo.used) if meminfo is not None else None,
     }
 
@@ -83,6 +93,7 @@ class GpuStateMonitor:
     handle: Any
     nvml_index: int
     index_notes: list[str] = field(default_factory=list)
+    mig_note: str | None = None  # set when the framework device is a MIG slice of this GPU
     poll_interval_s: float = 0.25
     start_thread: bool = True
 
@@ -91,6 +102,8 @@ class GpuStateMonitor:
         self._poller = Poller(self.poll, self.poll_interval_s, "xpubench-gpu-state")
         self._start: dict | None = None
         self._mask_seen = 0
+        self._mask_reads = 0  # readings that gave a reasons mask (0 = throttling unknown)
+        self._mask_error: str | None = None
         self._max_temp: int | None = None
         self._min_sm: int | None = None
         self._polls = 0
@@ -98,7 +111,8 @@ class GpuStateMonitor:
     def start(self) -> None:
         self._poller.stop()
         self._start = snapshot(self.session, self.handle)
-        self._mask_seen = 0
+        self._mask_seen = self._mask_reads = 0
+        self._mask_error = self._start["clock_event_error"]
         self._max_temp = self._min_sm = None
         self._polls = 0
         self._absorb(self._start["clock_event_reasons"], self._start["temperature_c"],
@@ -108,11 +122,9 @@ class GpuStateMonitor:
 
     def poll(self) -> None:
         """Take one in-window reading (the thread calls this; tests call it directly)."""
-        mod = self.session.mod
-        mask = read_clock_event_reasons(self.session, self.handle)
-        temp = self.session.call("nvmlDeviceGetTemperature", self.handle,
-                                 getattr(mod, "NVML_TEMPERATURE_GPU", 0))
-        sm = self.session.call("nvmlDeviceGetClockInfo", self.handle, getattr(mod, "NVML_CLOCK_SM", 1))
+        mask, _ = read_clock_event_reasons(self.session, self.handle)
+        temp = read_temperature(self.session, self.handle)
+        sm = self.session.call("nvmlDeviceGetClockInfo", self.handle, getattr(self.session.mod, "NVML_CLOCK_SM", 1))
         self._absorb(mask, temp, sm)
         with self._lock:
             self._polls += 1
@@ -125,21 +137,30 @@ class GpuStateMonitor:
         end = snapshot(self.session, self.handle)
         self._absorb(end["clock_event_reasons"], end["temperature_c"], end["sm_clock_mhz"])
         with self._lock:
-            seen = decode_clock_event_reasons(self._mask_seen)
+            known = self._mask_reads > 0
+            seen = decode_clock_event_reasons(self._mask_seen) if known else None
             state = {
                 "nvml_index": self.nvml_index,
                 "index_notes": list(self.index_notes),
+                "mig_slice_note": self.mig_note,
                 "start": self._start,
                 "stop": end,
                 "clock_event_names_seen": seen,
-                "throttled": any(r in THROTTLE_REASONS for r in seen),
+                # None = no reading of the reasons answered: unknown, not "not throttled"
+                "throttled": any(r in THROTTLE_REASONS for r in seen) if known else None,
                 "max_temperature_c": self._max_temp,
                 "min_sm_clock_mhz": self._min_sm,
                 "polls": self._polls,
             }
+            why_unknown = None if known else (self._mask_error or end["clock_event_error"])
         self._start = None
         warnings = []
-        throttle = [r for r in seen if r in THROTTLE_REASONS]
+        if why_unknown:
+            warnings.append(f"GPU {self.nvml_index} throttle reasons unreadable ({why_unknown}); "
+                            "'throttled' is unknown (null)")
+        if self.mig_note:
+            warnings.append(self.mig_note)
+        throttle = [r for r in seen or [] if r in THROTTLE_REASONS]
         if throttle:
             warnings.append(f"GPU {self.nvml_index} was throttled during the window "
                             f"({', '.join(throttle)}); times and energy are not at full clocks")
@@ -153,6 +174,7 @@ class GpuStateMonitor:
         with self._lock:
             if mask is not None:
                 self._mask_seen |= mask
+                self._mask_reads += 1
             if isinstance(temp, (int, float)):
                 self._max_temp = temp if self._max_temp is None else max(self._max_temp, temp)
             if isinstance(sm, (int, float)):

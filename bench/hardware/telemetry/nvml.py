@@ -19,6 +19,7 @@ from typing import Any, Callable
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_FUNCTION_NOT_FOUND = 13  # the C symbol is missing from this driver
 
 
 class NvmlUnavailable(RuntimeError):
@@ -69,6 +70,7 @@ class NvmlSession:
     mod: Any
     _handles: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _answered: dict[tuple[str, ...], str] = field(default_factory=dict)  # call_first's last good name
 
     @property
     def error(self) -> type[BaseException]:
@@ -97,33 +99,115 @@ class NvmlSession:
         except self.error:
             return default
 
-    def nvml_index_for(self, device_index: int | None) -> tuple[int, list[str]]:
-        """Map a framework device index (CUDA ordinal) to an NVML index.
+    def call_first(self, names: tuple[str, ...], *args: Any) -> tuple[Any, str | None]:
+        """The first of ``names`` that answers: (value, None), or (None, why none did).
 
-        CUDA ordinals count only the devices left visible by
-        CUDA_VISIBLE_DEVICES; NVML always sees all of them.  Returns the NVML
-        index and notes describing the mapping so it can be recorded.
+        The Python binding has every name, but the C symbol may be missing from an
+        older driver (NVML_ERROR_FUNCTION_NOT_FOUND) or the query unsupported: any
+        NVML error moves on to the next name. The name that answered is tried first
+        next time.
+        """
+        with self._lock:
+            order = sorted(names, key=lambda n: n != self._answered.get(names))
+        errors: list[str] = []
+        for name in order:
+            fn = getattr(self.mod, name, None)
+            if fn is None:
+                errors.append(f"{name}: not in this pynvml")
+                continue
+            try:
+                value = _decode(fn(*args))
+            except self.error as exc:
+                errors.append(f"{name}: {describe_error(exc)}")
+                continue
+            with self._lock:
+                self._answered[names] = name
+            return value, None
+        return None, "; ".join(errors)
+
+    def locate(self, device_index: int | None, device_uuid: str | None = None) -> "NvmlTarget":
+        """The NVML device whose meters belong to a framework device (a CUDA ordinal).
+
+        The UUID the framework reports is the only sure link: CUDA orders devices
+        fastest first by default, NVML by PCI bus, and CUDA_VISIBLE_DEVICES renumbers
+        them. Without a UUID the ordinal (through CUDA_VISIBLE_DEVICES) is an
+        assumption, and the notes say so. A MIG slice is metered by its whole GPU.
         """
         idx = 0 if device_index is None else int(device_index)
         notes: list[str] = []
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is None or visible.strip() == "":
-            return idx, notes
+        if device_uuid:
+            found = self._find_uuid(device_uuid)
+            if found is not None:
+                n, mig = found
+                return NvmlTarget(n, [f"cuda:{idx} -> NVML index {n} by UUID {device_uuid}"], mig)
+            notes.append(f"no NVML device has cuda:{idx}'s UUID {device_uuid}")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         entries = [e.strip() for e in visible.split(",") if e.strip()]
-        if idx >= len(entries):
-            return idx, [f"CUDA_VISIBLE_DEVICES={visible!r} has no entry {idx}; using NVML index {idx}"]
-        entry = entries[idx]
-        if entry.isdigit():
-            notes.append(f"cuda:{idx} -> NVML index {entry} via CUDA_VISIBLE_DEVICES={visible}")
-            return int(entry), notes
-        # A UUID (GPU-..., possibly abbreviated) or MIG id: find it by prefix.
+        if idx < len(entries) and not entries[idx].isdigit():
+            # a UUID (GPU-..., possibly abbreviated) or a MIG slice's id
+            found = self._find_uuid(entries[idx])
+            if found is not None:
+                n, mig = found
+                return NvmlTarget(n, notes + [f"cuda:{idx} -> NVML index {n} via CUDA_VISIBLE_DEVICES "
+                                              f"entry {entries[idx]}"], mig)
+            return NvmlTarget(idx, notes + [f"could not map CUDA_VISIBLE_DEVICES entry {entries[idx]!r}; "
+                                            f"assumed NVML index {idx}"])
+        n = int(entries[idx]) if idx < len(entries) else idx
+        how = f"CUDA_VISIBLE_DEVICES={visible}" if idx < len(entries) else "the same ordinal"
+        if self.device_count() > 1:
+            notes.append(f"cuda:{idx} assumed to be NVML index {n} ({how}); CUDA and NVML may order "
+                         "GPUs differently, so energy and clocks may be another GPU's")
+        elif idx < len(entries):
+            notes.append(f"cuda:{idx} -> NVML index {n} via {how}")
+        return NvmlTarget(n, notes)
+
+    def _find_uuid(self, wanted: str) -> tuple[int, str | None] | None:
+        """(NVML index of the physical GPU, the MIG slice's UUID or None) for a UUID or prefix."""
+        # CUDA reports a MIG slice's own UUID bytes; NVML spells those "MIG-...".
+        bare = wanted[4:] if wanted[:4] in ("GPU-", "MIG-") else wanted
+        spellings = list(dict.fromkeys([wanted, f"GPU-{bare}", f"MIG-{bare}"]))
+        for uuid in spellings:
+            handle = self.call("nvmlDeviceGetHandleByUUID", uuid)
+            if handle is not None:
+                return self._physical(handle, uuid)
+        # CUDA_VISIBLE_DEVICES accepts a unique prefix: compare against every GPU and slice
         for n in range(self.device_count()):
-            uuid = self.call("nvmlDeviceGetUUID", self.handle(n), default="") or ""
-            if uuid and (uuid == entry or uuid.startswith(entry)):
-                notes.append(f"cuda:{idx} -> NVML index {n} via CUDA_VISIBLE_DEVICES uuid {entry}")
-                return n, notes
-        notes.append(f"could not map CUDA_VISIBLE_DEVICES entry {entry!r}; using NVML index {idx}")
-        return idx, notes
+            gpu = self.handle(n)
+            if self._uuid_matches(gpu, spellings):
+                return n, None
+            for i in range(int(self.call("nvmlDeviceGetMaxMigDeviceCount", gpu, default=0) or 0)):
+                mig = self.call("nvmlDeviceGetMigDeviceHandleByIndex", gpu, i)
+                if mig is not None and self._uuid_matches(mig, spellings):
+                    return n, self.call("nvmlDeviceGetUUID", mig)
+        return None
+
+    def _uuid_matches(self, handle: Any, spellings: list[str]) -> bool:
+        uuid = self.call("nvmlDeviceGetUUID", handle, default="") or ""
+        return bool(uuid) and any(uuid.startswith(s) for s in spellings)
+
+    def _physical(self, handle: Any, uuid: str) -> tuple[int, str | None] | None:
+        is_mig = self.call("nvmlDeviceIsMigDeviceHandle", handle, default=0)
+        if int(getattr(is_mig, "value", is_mig) or 0):
+            parent = self.call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", handle)
+            index = self.call("nvmlDeviceGetIndex", parent) if parent is not None else None
+            return (int(index), uuid) if index is not None else None
+        index = self.call("nvmlDeviceGetIndex", handle)
+        return (int(index), None) if index is not None else None
+
+
+@dataclass(frozen=True)
+class NvmlTarget:
+    """The physical GPU whose meters stand for a framework device, and how it was found."""
+
+    index: int  # NVML index of the whole GPU
+    notes: list[str]
+    mig_uuid: str | None = None  # the framework device is this MIG slice of that GPU
+
+    def mig_note(self) -> str | None:
+        if self.mig_uuid is None:
+            return None
+        return (f"MIG slice {self.mig_uuid}: energy, power, clocks and throttle reasons are those of "
+                f"the whole GPU (NVML index {self.index}), shared with any other slice's work")
 
 
 _real_session: NvmlSession | None = None

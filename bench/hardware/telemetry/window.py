@@ -119,16 +119,19 @@ class TelemetryWindow:
         self.close()
 
 
-def open_window(device_kind: str, device_index: int | None = None, *, cpu_tdp_w: float | None = None,
-                nvml: Any = None, powercap_root: str | Path = "/sys/class/powercap",
+def open_window(device_kind: str, device_index: int | None = None, *, device_uuid: str | None = None,
+                cpu_tdp_w: float | None = None, nvml: Any = None, powercap_root: str | Path = "/sys/class/powercap",
                 clock: Callable[[], float] = time.perf_counter,
                 rapl_reader: Callable[[Path], str] | None = None) -> TelemetryWindow:
     """Pick the best energy source for ``device_kind`` and build a window.
 
     ``device_kind``: the backend's ``device_kind``: "cpu", "cuda" (an NVIDIA GPU), "tpu",
     or another kind, which has no energy meter here.
-    ``device_index``: the framework's device ordinal (mapped to NVML through
-    CUDA_VISIBLE_DEVICES).  ``nvml``, ``rapl_reader``, ``clock``: injection points for tests.
+    ``device_index``: the framework's device ordinal; ``device_uuid``: its UUID as NVML
+    spells it ("GPU-..."), which the backend knows (``Backend.device_uuid()``) and which
+    finds the right NVML device whatever the orders; without it the ordinal is mapped
+    through CUDA_VISIBLE_DEVICES and the notes say it was assumed.  ``nvml``,
+    ``rapl_reader``, ``clock``: injection points for tests.
     """
     kind = device_kind.lower()
     host = HostPeakMeter()
@@ -140,7 +143,7 @@ def open_window(device_kind: str, device_index: int | None = None, *, cpu_tdp_w:
     if kind == "cpu":
         return TelemetryWindow(kind, _cpu_energy(cpu_tdp_w, powercap_root, rapl_reader, clock),
                                host=host, clock=clock)
-    energy, state, notes = _gpu_energy(device_index, nvml, clock)
+    energy, state, notes = _gpu_energy(device_index, device_uuid, nvml, clock)
     return TelemetryWindow(kind, energy, host=host, gpu_state=state, clock=clock, open_notes=notes)
 
 
@@ -160,19 +163,22 @@ def _cpu_model() -> str | None:
     return cpu_info().get("model")
 
 
-def _gpu_energy(device_index: int | None, nvml: Any, clock: Callable[[], float]
+def _gpu_energy(device_index: int | None, device_uuid: str | None, nvml: Any, clock: Callable[[], float]
                 ) -> tuple[EnergyMeter, GpuStateMonitor | None, list[str]]:
     try:
         session = open_session(nvml)
     except NvmlUnavailable as exc:
         return UnavailableMeter(str(exc), scope="gpu-device"), None, []
     try:
-        nvml_index, notes = session.nvml_index_for(device_index)
-        handle = session.handle(nvml_index)
+        target = session.locate(device_index, device_uuid)
+        handle = session.handle(target.index)
     except session.error as exc:
         return UnavailableMeter(f"no NVML handle for device {device_index}: {describe_error(exc)}",
                                 scope="gpu-device"), None, []
-    state = GpuStateMonitor(session, handle, nvml_index, notes)
+    nvml_index, mig_note = target.index, target.mig_note()
+    notes = target.notes + ([mig_note] if mig_note else [])
+    scope = "mig-parent-gpu" if mig_note else "gpu-device"
+    state = GpuStateMonitor(session, handle, nvml_index, target.notes, mig_note=mig_note)
 
     counter_error: BaseException | None = None
     try:
@@ -180,13 +186,13 @@ def _gpu_energy(device_index: int | None, nvml: Any, clock: Callable[[], float]
     except session.error as exc:
         counter_error = exc
     if counter_error is None:
-        return NvmlCounterMeter(session, handle, nvml_index, infer_period=nvml is None), state, notes
+        return NvmlCounterMeter(session, handle, nvml_index, infer_period=nvml is None, scope=scope), state, notes
     why = ("energy counter not supported on this GPU (pre-Volta?)" if is_not_supported(session.mod, counter_error)
            else f"energy counter failed: {describe_error(counter_error)}")
-    power = NvmlPowerMeter(session, handle, nvml_index, clock=clock)
+    power = NvmlPowerMeter(session, handle, nvml_index, clock=clock, scope=scope)
     try:
         power.read_w()
     except session.error as exc:
         reason = f"{why}; power reading failed too: {describe_error(exc)}"
-        return UnavailableMeter(reason, source=f"nvml:{nvml_index}", scope="gpu-device"), state, notes
+        return UnavailableMeter(reason, source=f"nvml:{nvml_index}", scope=scope), state, notes
     return power, state, notes + [why + "; integrating sampled power instead"]
