@@ -18,6 +18,7 @@ from xpubench.errors import UserError
 if TYPE_CHECKING:
     import numpy as np
 
+    from xpubench.options import RunOptions
     from xpubench.spec.registry import Case
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8", "fp8")
@@ -141,8 +142,10 @@ class Backend(ABC):
         """Apply this precision's process-wide switches (TF32, matmul precision)."""
 
     @abstractmethod
-    def build(self, case: "Case", overrides: dict[str, Any] | None = None) -> Step:
-        """Build the case's step with seeded inputs on the device."""
+    def build(self, case: "Case", overrides: dict[str, Any] | None = None,
+              options: "RunOptions | None" = None) -> Step:
+        """Build the case's step with seeded inputs on the device; its context carries
+        ``options`` (the run's options, e.g. ``torch_compile``) to the builder."""
 
     @abstractmethod
     def time_block(self, step: Step, n: int) -> float:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from xpubench.backends import availability as av
 from xpubench.backends.base import Availability, Backend, BackendSpec, Step
 from xpubench.seeding import seed_for
+
+if TYPE_CHECKING:
+    from xpubench.options import RunOptions
 
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "bf16"), "tpu": ("fp32", "bf16")}
 MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp16": "default",
@@ -63,12 +66,14 @@ def device_peak_memory(device: Any) -> dict[str, Any]:
 class JaxContext:
     """What a JAX builder gets: device, seeded inputs, dtype policy, AOT compile."""
 
-    def __init__(self, backend: "JaxBackend", overrides: dict[str, Any] | None, seed: int = 0):
+    def __init__(self, backend: "JaxBackend", overrides: dict[str, Any] | None, seed: int = 0,
+                 options: "RunOptions | None" = None):
         import jax
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
         self.backend = backend
+        self.options = options  # the run's options; None outside a run
         self.device = backend.device
         self.precision = backend.spec.precision
         self.overrides = overrides or {}
@@ -189,11 +194,11 @@ class JaxBackend(Backend):
     def activate(self) -> None:
         self._jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION[self.spec.precision])
 
-    def context(self, overrides: dict[str, Any] | None = None) -> JaxContext:
-        return JaxContext(self, overrides)
+    def context(self, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> JaxContext:
+        return JaxContext(self, overrides, options=options)
 
-    def build(self, case, overrides: dict[str, Any] | None = None) -> Step:
-        ctx = self.context(overrides)
+    def build(self, case, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> Step:
+        ctx = self.context(overrides, options)
         step = case.workload.builders["jax"](ctx, dict(case.params), case.mode)
         if step.compile_s is None:
             step.compile_s = ctx.compile_s

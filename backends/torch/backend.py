@@ -12,13 +12,15 @@ end event before reading them.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xpubench.backends import availability as av
 from xpubench.seeding import seed_for
 from xpubench.backends.base import Availability, Backend, BackendSpec, Step
+
+if TYPE_CHECKING:
+    from xpubench.options import RunOptions
 
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", "bf16", "fp16", "fp8")}
 
@@ -26,11 +28,13 @@ DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", 
 class TorchContext:
     """What a torch builder gets: the device, seeded inputs, the precision policy."""
 
-    def __init__(self, backend: "TorchBackend", overrides: dict[str, Any] | None, seed: int = 0):
+    def __init__(self, backend: "TorchBackend", overrides: dict[str, Any] | None, seed: int = 0,
+                 options: "RunOptions | None" = None):
         import torch
 
         self.torch = torch
         self.backend = backend
+        self.options = options  # the run's options (e.g. torch_compile); None outside a run
         self.device = backend.device
         self.precision = backend.spec.precision
         self.overrides = overrides or {}
@@ -165,12 +169,12 @@ class TorchBackend(Backend):
         torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = self.spec.precision == "bf16"
         torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = self.spec.precision == "fp16"
 
-    def context(self, overrides: dict[str, Any] | None = None) -> TorchContext:
-        return TorchContext(self, overrides)
+    def context(self, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> TorchContext:
+        return TorchContext(self, overrides, options=options)
 
-    def build(self, case, overrides: dict[str, Any] | None = None) -> Step:
+    def build(self, case, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> Step:
         builder = case.workload.builders["torch"]
-        return builder(self.context(overrides), dict(case.params), case.mode)
+        return builder(self.context(overrides, options), dict(case.params), case.mode)
 
     def synchronize(self) -> None:
         if self.device is not None and self.device.type == "cuda":
@@ -249,6 +253,3 @@ class TorchBackend(Backend):
         if self.device is not None and self.device.type == "cuda":
             self._torch.cuda.empty_cache()
 
-
-def cpu_threads_default() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -9,58 +9,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
 
 from xpubench import __version__
 from xpubench.errors import UserError
 
 # Commands that live in their own modules: name -> module with add_arguments/run.
 EXTERNAL_COMMANDS = {
+    "run": ("xpubench.cli.run", "run suites on backends and write a results file"),
     "report": ("xpubench.report.command", "build the static HTML report from results files"),
     "compare": ("xpubench.regress.compare", "compare two sets of runs; exit 1 on a regression"),
     "probe": ("xpubench.hardware.probe", "measure this machine's ceilings: matmul FLOP/s, memory bandwidth"),
     "matrix": ("xpubench.ci.matrix", "the nightly CI matrix: plan, GitHub JSON"),
 }
-
-
-def _pct(text: str) -> float:
-    t = text.strip()
-    v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 1% or 0.01, got {text!r}")
-    return v
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", "-b", action="append", metavar="SPEC",
-                   help="framework:device:precision, repeatable (default: every backend available here)")
-    p.add_argument("--suite", "-s", action="append", metavar="NAME", help="suite to run, repeatable (default: all)")
-    p.add_argument("--case", "-k", action="append", metavar="GLOB",
-                   help="case name glob, e.g. 'layernorm' or 'normalization/*norm:forward' (repeatable)")
-    p.add_argument("--size", default="default", help="smoke | default | large (default: default)")
-    p.add_argument("--time-budget", type=float, metavar="S", help="seconds of timed rounds per case")
-    p.add_argument("--target-ci", type=_pct, default=0.01, metavar="PCT",
-                   help="stop when the median's 95%% CI is within +/- this (default 1%%)")
-    p.add_argument("--min-rounds", type=int, metavar="N", help="never stop before N rounds")
-    p.add_argument("--case-timeout", type=float, default=600.0, metavar="S",
-                   help="a case with no result after S seconds is recorded 'timeout' (default 600)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the frameworks (default: theirs)")
-    p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
-    p.add_argument("--machine-id", metavar="ID", help="name of this machine in results (default: from hardware)")
-    p.add_argument("--cpu-tdp", type=float, metavar="W", help="CPU TDP in watts for the energy estimate")
-    p.add_argument("--cold-cache", action="store_true", help="CUDA: flush L2 before each timed call")
-    p.add_argument("--torch-compile", nargs="?", const="default", metavar="MODE",
-                   help="torch training cases through torch.compile (inductor; optional mode, e.g. "
-                        "max-autotune); compile time is recorded apart as compile_s")
-    p.add_argument("--no-telemetry", action="store_true", help="skip energy and host-memory meters")
-    p.add_argument("--no-accuracy", action="store_true", help="skip error_vs_fp32 for reduced precisions")
-    p.add_argument("--leg", metavar="NAME",
-                   help="run one leg of the nightly matrix exactly as CI does (see `xpubench matrix`)")
-    p.add_argument("--report", action="store_true",
-                   help="build the HTML report of everything under --out afterwards")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,20 +31,95 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xpubench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    add_run_arguments(sub.add_parser("run", help="run suites on backends and write a results file"))
+    _add_module_command(sub, "run")  # first in --help: the main command
     lp = sub.add_parser("list", help="suites, cases and backends (with availability)")
     lp.add_argument("--size", default="default")
     lp.add_argument("--suite", "-s", action="append")
     ep = sub.add_parser("env", help="print this machine's fingerprint as JSON")
     ep.add_argument("--machine-id")
-    for name, (module, help_text) in EXTERNAL_COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text)
-        sp.set_defaults(_module=module)
-        try:
-            importlib.import_module(module).add_arguments(sp)
-        except ModuleNotFoundError:
-            sp.set_defaults(_missing=True)
+    for name in EXTERNAL_COMMANDS:
+        if name != "run":
+            _add_module_command(sub, name)
     return parser
+
+
+def _add_module_command(sub, name: str) -> None:
+    module, help_text = EXTERNAL_COMMANDS[name]
+    sp = sub.add_parser(name, help=help_text)
+    sp.set_defaults(_module=module)
+    try:
+        importlib.import_module(module).add_arguments(sp)
+    except ModuleNotFoundError:
+        sp.set_defaults(_missing=True)
+
+
+def cmd_list(args) -> int:
+    from xpubench.backends.base import all_specs, make_backend
+    from xpubench.spec import registry as specmod
+    from xpubench.cli.console import stdout_console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = stdout_console()
+    cases = specmod.select(args.suite, None, args.size)
+    t = Table(title=f"cases ({args.size} size)", title_justify="left")
+    for col in ("suite", "case", "mode", "unit", "units/step", "precisions"):
+        t.add_column(col)
+    for c in cases:
+        t.add_row(c.suite, escape(c.case_id), c.mode, c.unit, f"{c.work.units:g}", ",".join(c.workload.precisions))
+    console.print(t)
+    b = Table(title="backends", title_justify="left")
+    for col in ("backend", "available", "reason"):
+        b.add_column(col)
+    for s in all_specs():
+        a = make_backend(s).availability()
+        b.add_row(str(s), "[green]yes[/]" if a.ok else "[red]no[/]", escape(a.reason))
+    console.print(b)
+    return 0
+
+
+def cmd_env(args) -> int:
+    from xpubench.hardware.fingerprint import fingerprint
+
+    print(json.dumps(fingerprint(args.machine_id), indent=2))
+    return 0
+
+
+COMMANDS = {
+    "report": ("xpubench.report.command", "build the static HTML report from results files"),
+    "compare": ("xpubench.regress.compare", "compare two sets of runs; exit 1 on a regression"),
+    "probe": ("xpubench.hardware.probe", "measure this machine's ceilings: matmul FLOP/s, memory bandwidth"),
+    "matrix": ("xpubench.ci.matrix", "the nightly CI matrix: plan, GitHub JSON"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xpubench",
+        description="Hardware-aware benchmarks of deep-learning building blocks in PyTorch and JAX.")
+    parser.add_argument("--version", action="version", version=f"xpubench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_module_command(sub, "run")  # first in --help: the main command
+    lp = sub.add_parser("list", help="suites, cases and backends (with availability)")
+    lp.add_argument("--size", default="default")
+    lp.add_argument("--suite", "-s", action="append")
+    ep = sub.add_parser("env", help="print this machine's fingerprint as JSON")
+    ep.add_argument("--machine-id")
+    for name in EXTERNAL_COMMANDS:
+        if name != "run":
+            _add_module_command(sub, name)
+    return parser
+
+
+def _add_module_command(sub, name: str) -> None:
+    module, help_text = EXTERNAL_COMMANDS[name]
+    sp = sub.add_parser(name, help=help_text)
+    sp.set_defaults(_module=module)
+    try:
+        importlib.import_module(module).add_arguments(sp)
+    except ModuleNotFoundError:
+        sp.set_defaults(_missing=True)
 
 
 def cmd_list(args) -> int:
@@ -183,7 +219,7 @@ def cmd_run(args) -> int:
     return 0 if outcome.all_good else 1
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "env": cmd_env}
+COMMANDS = {"list": cmd_list, "env": cmd_env}
 
 
 def main(argv: list[str] | None = None) -> int:
