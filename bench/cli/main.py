@@ -1,4 +1,4 @@
-"""`xpubench run | list | env | report | compare` — the command line.
+"""The command line: the `xpubench` parser and the dispatch to each command (run, list, env, report, compare, ...).
 
 Imports are lazy: ``--help``, ``list`` and ``report`` never load torch or jax.
 User mistakes print one line (``xpubench: error: ...``) and exit 2, no traceback.
