@@ -10,8 +10,8 @@ For each framework:device (``torch:cpu``, ``jax:cpu``, ``torch:cuda``, ``jax:tpu
 
 Every number comes from ``xpubench.measure.step.measure_step``, the suites' one
 measuring path: the same warm-up, calibrated rounds, stopping rule and
-device-correct timing as the suites. Each framework:device is probed in its own fresh process (frameworks
-never share one). Results are cached in ``<out>/<machine_id>/ceilings.json``
+device-correct timing as the suites. Each framework:device is probed in its own
+fresh process (frameworks never share one). Results are cached in ``<out>/<machine_id>/ceilings.json``
 (``xpubench.hardware.ceilings``) and reused until ``--refresh``.
 """
 
