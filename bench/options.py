@@ -28,8 +28,8 @@ def fraction(text: str) -> float:
     try:
         v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 1% or 0.01, got {text!r}") from None
-    if not 0 < v < 1:
+        v = None
+    if v is None or not 0 < v < 1:
         raise argparse.ArgumentTypeError(f"expected a fraction like 1% or 0.01, got {text!r}")
     return v
 
@@ -45,7 +45,7 @@ class Flag:
     metavar: str | None = None
     const: Any = None
     nargs: str | None = None
-    pytest: bool = True  # also a pytest flag: --xpu-<long name>
+    in_pytest: bool = True  # also a pytest flag: --xpu-<long name>
 
     @property
     def pytest_name(self) -> str:
@@ -94,7 +94,7 @@ class RunOptions:
         type=int, metavar="N"))
     case_timeout_s: float = option(600.0, Flag(
         ("--case-timeout",), "a case with no result after S seconds is recorded 'timeout' (default 600)",
-        type=float, metavar="S", pytest=False))
+        type=float, metavar="S", in_pytest=False))
     threads: int | None = option(None, Flag(
         ("--threads",), "CPU threads for the frameworks (default: theirs)", type=int, metavar="N"))
     telemetry: bool = option(True, Flag(
@@ -167,11 +167,11 @@ def add_pytest_flags(group: Any) -> None:
     """The same options as pytest flags (``--xpu-backend``, ``--xpu-size``, ...) on ``group``
     (a pytest OptionGroup)."""
     for name, flag in flags():
-        if flag.pytest:
+        if flag.in_pytest:
             group.addoption(flag.pytest_name, **flag.argparse_kwargs(xpu_dest(name)))
 
 
 def given_pytest_options(config: Any) -> dict[str, Any]:
     """The options given as pytest flags (None: not given)."""
-    return {name: config.getoption(xpu_dest(name)) for name, flag in flags() if flag.pytest}
+    return {name: config.getoption(xpu_dest(name)) for name, flag in flags() if flag.in_pytest}
 

@@ -51,7 +51,7 @@ def test_cli_flags_and_pytest_flags_build_equal_options(pytester: pytest.Pyteste
     assert (from_cli.telemetry, from_cli.accuracy, from_cli.cold_cache) == (False, False, True)
     # the table above covers every option pytest has a flag for
     defaults = RunOptions()
-    assert {n for n, f in flags() if f.pytest} == {
+    assert {n for n, f in flags() if f.in_pytest} == {
         f.name for f in fields(RunOptions) if getattr(from_cli, f.name) != getattr(defaults, f.name)}
 
 
