@@ -45,6 +45,27 @@ class Pipe:
         pass
 
 
+SPY_CONFTEST = """
+    import inspect
+    import json
+    import pathlib
+
+    from xpubench.measure import step as measuring
+
+    real = measuring.measure_step
+
+
+    def spy(*args, **kwargs):
+        log = pathlib.Path("callers.json")
+        seen = json.loads(log.read_text()) if log.exists() else []
+        log.write_text(json.dumps(seen + [sorted({f.function for f in inspect.stack()[1:]})]))
+        return real(*args, **kwargs)
+
+
+    measuring.measure_step = spy
+"""
+
+
 def test_every_caller_measures_through_measure_step(torch_cpu, pytester, monkeypatch):
     from xpubench.hardware import probe
     from xpubench.run import worker
@@ -64,16 +85,20 @@ def test_every_caller_measures_through_measure_step(torch_cpu, pytester, monkeyp
     w.builder("torch")(lambda ctx, p, mode: Step(run=spin))
     rec = worker._measure_one(Pipe(), torch_cpu, w.cases("smoke")[0], opts)  # the CLI worker's body
     assert rec["status"] == "ok" and rec["time_s"]["median"] > 0
-    assert "_measure_one" in callers[-1]
+    assert len(callers) == 1 and "_measure_one" in callers[0]
 
     rate = probe.measure_rate(torch_cpu, Step(run=spin), 1.0, TimingConfig.smoke())
-    assert rate["per_s"] > 0 and "measure_rate" in callers[-1]
+    assert rate["per_s"] > 0 and len(callers) == 2 and "measure_rate" in callers[1]
 
+    # pytest in its own process, the same function swapped for a spy by a conftest
+    pytester.makeconftest(textwrap.dedent(SPY_CONFTEST))
     pytester.makepyfile(test_user=textwrap.dedent(USER_TEST))
-    res = pytester.runpytest_inprocess("--xpubench", "--xpu-case", "layernorm:forward", "test_user.py", *QUICK)
+    res = pytester.runpytest_subprocess("--xpubench", "--xpu-case", "layernorm:forward", "test_user.py", *QUICK)
     res.assert_outcomes(passed=2)
-    assert any("run_case" in c for c in callers[2:]) and any("bench" in c for c in callers[2:])
-    assert len(callers) == 4
+    seen = json.loads((pytester.path / "callers.json").read_text())
+    assert len(seen) == 2
+    assert sum("run_case" in stack for stack in seen) == 1  # the built-in item
+    assert sum("bench" in stack for stack in seen) == 1  # the fixture's bench()
 
 
 def test_benchmark_stats_hold_exactly_the_rounds_the_loop_timed(pytester):
