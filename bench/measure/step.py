@@ -69,7 +69,6 @@ class StepMeasurement:
     timing: TimingResult | None
     timing_method: str
     time_budget_s: float
-    target_rel_ci: float
     compile_s: float | None
     units_per_step: float | None
     memory: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +123,7 @@ def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
     timer = timer or BackendTimer(backend)
     cfg = replace(timing or options.timing_config())  # a copy: the window may lengthen it
     m = StepMeasurement(timing=None, timing_method=timer.method, time_budget_s=cfg.time_budget_s,
-                        target_rel_ci=cfg.target_rel_ci, compile_s=step.compile_s, units_per_step=units_per_step)
+                        compile_s=step.compile_s, units_per_step=units_per_step)
     if timer.disabled:
         timer.run_once(step)
         return m
