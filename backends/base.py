@@ -23,6 +23,7 @@ from xpubench.errors import UserError
 if TYPE_CHECKING:
     import numpy as np
 
+    from xpubench.options import RunOptions
     from xpubench.spec.registry import Case
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8", "fp8")
@@ -222,12 +223,14 @@ class Backend(ABC):
         """Apply this precision's process-wide switches (TF32, matmul precision)."""
 
     @abstractmethod
-    def context(self, overrides: dict[str, Any] | None = None) -> Context:
-        """A fresh builder context: the device, seeded draws, the precision policy."""
+    def context(self, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> Context:
+        """A fresh builder context: the device, seeded draws, the precision policy, and the
+        run's ``options`` (e.g. ``torch_compile``; None outside a run)."""
 
-    def build(self, case: "Case", overrides: dict[str, Any] | None = None) -> Step:
+    def build(self, case: "Case", overrides: dict[str, Any] | None = None,
+              options: "RunOptions | None" = None) -> Step:
         """Build the case's step with seeded inputs on the device."""
-        ctx = self.context(overrides)
+        ctx = self.context(overrides, options)
         step = case.workload.builders[self.framework](ctx, dict(case.params), case.mode)
         if step.compile_s is None:
             step.compile_s = ctx.compile_s

@@ -1,7 +1,7 @@
 """Harness vs hand-written loop: the classic MNIST training step on torch:cpu:fp32.
 
 Runs, interleaved in one process (A B A B ..., so machine drift hits both alike):
-  A. ``xpubench.run.worker.measure_case`` on training/mnist_cnn (default size: batch 128):
+  A. ``xpubench.measure.case.measure_case`` on training/mnist_cnn (default size: batch 128):
      its median step time (and mean, for reference);
   B. a plain training loop written here (same model, Adadelta, batch, loss):
      ``--warmup`` untimed steps, then ``--steps`` steps each timed with
@@ -65,7 +65,8 @@ def main() -> int:
 
     from xpubench.backends.base import make_backend
     from xpubench.spec import registry as specmod
-    from xpubench.run.worker import RunOptions, measure_case
+    from xpubench.measure.case import measure_case
+    from xpubench.options import RunOptions
 
     backend = make_backend("torch:cpu:fp32")
     info = backend.setup(args.threads)

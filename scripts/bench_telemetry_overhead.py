@@ -14,7 +14,8 @@ import statistics
 
 from xpubench.backends.base import make_backend
 from xpubench.spec import registry as specmod
-from xpubench.run.worker import RunOptions, measure_case
+from xpubench.measure.case import measure_case
+from xpubench.options import RunOptions
 
 
 def main() -> None:

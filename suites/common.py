@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
 
 
 def numel(*dims: int) -> int:
@@ -20,6 +19,3 @@ def rel_l2(a, b) -> float:
     diff = float(np.linalg.norm(a - b))
     return diff / denom if denom > 0 else diff
 
-
-def params_get(p: Mapping[str, Any], *names: str) -> tuple:
-    return tuple(p[n] for n in names)

@@ -25,10 +25,11 @@ the builder also counts them for real at build time and records
 ``notes["flops_counted"]`` and ``notes["flop_counter"]`` (torch FlopCounterMode; JAX
 jaxpr matmul/conv count), plus ``notes["flops_xla_cost_analysis"]`` for JAX.
 
-torch.compile (off by default: compiling takes minutes on a small CPU): set
-``XPUBENCH_TORCH_COMPILE=1`` (inductor, default mode) or to a mode name
-(``max-autotune``, ``reduce-overhead``, ...) in the environment of ``xpubench run``;
-workers inherit it. The model is compiled; the optimizer step stays eager. The
+torch.compile (off by default: compiling takes minutes on a small CPU): the run
+option ``torch_compile`` (``xpubench run --torch-compile [MODE]``, pytest
+``--xpu-torch-compile [MODE]``), read from the options the builder's context
+carries: ``default`` (inductor's default mode) or a mode name (``max-autotune``,
+``reduce-overhead``, ...). The model is compiled; the optimizer step stays eager. The
 first two compiled steps run in the builder and their time is ``compile_s``;
 ``notes["torch_compile"]`` says which mode ran.
 
@@ -51,7 +52,6 @@ from xpubench.suites import flops as fl
 from xpubench.suites.models import cnn, jax_init_rngs, rnn, transformer
 
 MODES = ("train_step",)
-COMPILE_ENV = "XPUBENCH_TORCH_COMPILE"
 DROPOUT_SEED = 1234
 FORCE_CPU_FP16_ENV = "XPUBENCH_CPU_FP16"
 LOSS_SCALE_INIT = 2.0 ** 16  # JAX fp16: torch GradScaler's defaults
@@ -284,12 +284,11 @@ def torch_cpu_fp16_skip(ctx) -> str | None:
             f"than fp32); set {FORCE_CPU_FP16_ENV}=1 to run anyway")
 
 
-def torch_compile_mode() -> str | None:
-    """``XPUBENCH_TORCH_COMPILE``: unset/0/off = eager; 1/default = inductor default; else a mode."""
-    value = os.environ.get(COMPILE_ENV, "").strip()
-    if value.lower() in ("", "0", "off", "false", "no"):
-        return None
-    return "default" if value.lower() in ("1", "true", "yes", "on", "default") else value
+def torch_compile_mode(ctx) -> str | None:
+    """The run's ``torch_compile`` option from the builder's context: None = eager,
+    ``default`` = inductor's default mode, else the mode's name."""
+    options = ctx.options  # None: built outside a run (e.g. a test building a step directly)
+    return options.torch_compile if options is not None else None
 
 
 def torch_train_step(ctx, recipe: Recipe):
@@ -352,7 +351,7 @@ def torch_train_step(ctx, recipe: Recipe):
         notes["grad_scaler"] = "torch.amp.GradScaler (default: init 2^16, growth interval 2000)"
 
     module, compile_s = model, None
-    mode = torch_compile_mode()
+    mode = torch_compile_mode(ctx)
     if mode:
         module = torch.compile(model, mode=None if mode == "default" else mode)
         t0 = time.perf_counter()

@@ -7,7 +7,8 @@ import pytest
 
 from xpubench.backends.base import Step, make_backend
 from xpubench.spec import registry as specmod
-from xpubench.run.worker import RunOptions, measure_case
+from xpubench.measure.case import measure_case
+from xpubench.options import RunOptions
 
 pytestmark = pytest.mark.gpu
 

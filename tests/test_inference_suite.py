@@ -9,7 +9,8 @@ import pytest
 
 from xpubench.backends.base import make_backend
 from xpubench.spec import registry as specmod
-from xpubench.run.worker import RunOptions, measure_case
+from xpubench.measure.case import measure_case
+from xpubench.options import RunOptions
 from xpubench.suites import inference as inf
 from xpubench.suites import training as tr
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import tomllib
 from pathlib import Path
@@ -12,7 +11,9 @@ import pytest
 
 from xpubench.ci import matrix as M
 from xpubench.cli.main import build_parser, main
+from xpubench.cli.run import run_options
 from xpubench.errors import UserError
+from xpubench.options import RunOptions
 from xpubench.regress import gate as G
 from xpubench.results.writer import atomic_write_json
 
@@ -194,41 +195,40 @@ def test_bad_definition_through_the_cli_is_exit_2_one_line(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- run --leg
-def run_args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["run", *argv])
+def leg_run(*argv: str) -> RunOptions:
+    """The options `xpubench run ARGV` measures with."""
+    return run_options(build_parser().parse_args(["run", *argv]))
 
 
-def test_apply_leg_fills_the_run_from_the_leg():
-    args = run_args("--leg", "cpu")
-    leg = M.apply_leg(args)
-    assert args.backend == ["torch:cpu:fp32", "torch:cpu:bf16", "jax:cpu:fp32"]
-    assert args.suite is None  # [] in the definition: every suite
-    assert args.size == leg.size == "default"
-    assert args.time_budget == leg.time_budget_s
+def test_leg_fills_the_run_from_the_leg():
+    opts = leg_run("--leg", "cpu")
+    leg = M.load_matrix().leg("cpu")
+    assert opts.backends == ("torch:cpu:fp32", "torch:cpu:bf16", "jax:cpu:fp32")
+    assert opts.suites == ()  # [] in the definition: every suite
+    assert opts.size == leg.size == "default"
+    assert opts.time_budget_s == leg.time_budget_s
 
 
-def test_apply_leg_keeps_what_the_command_line_says():
-    args = run_args("--leg", "cpu", "-b", "torch:cpu:fp32", "-s", "dropout", "--time-budget", "0.3")
-    M.apply_leg(args)
-    assert args.backend == ["torch:cpu:fp32"] and args.suite == ["dropout"] and args.time_budget == 0.3
+def test_leg_keeps_what_the_command_line_says():
+    opts = leg_run("--leg", "cpu", "-b", "torch:cpu:fp32", "-s", "dropout", "--time-budget", "0.3")
+    assert opts.backends == ("torch:cpu:fp32",) and opts.suites == ("dropout",) and opts.time_budget_s == 0.3
 
 
 def test_a_different_size_drops_the_legs_time_budget():
-    args = run_args("--leg", "cpu", "--size", "smoke")
-    M.apply_leg(args)
-    assert args.size == "smoke" and args.time_budget is None  # the smoke size's own budget applies
+    opts = leg_run("--leg", "cpu", "--size", "smoke")
+    assert opts.size == "smoke" and opts.time_budget_s is None  # the smoke size's own budget applies
 
 
-def test_apply_leg_uses_suites_and_cases_of_the_leg(tmp_path):
+def test_leg_uses_suites_and_cases_of_the_leg(tmp_path, monkeypatch):
     path = write_toml(tmp_path, MINIMAL + 'suites = ["dropout"]\ncases = ["dropout*"]\n')
-    args = run_args("--leg", "small")
-    M.apply_leg(args, M.load_matrix(path))
-    assert args.suite == ["dropout"] and args.case == ["dropout*"] and args.size == "smoke"
+    monkeypatch.setenv(M.ENV_VAR, str(path))
+    opts = leg_run("--leg", "small")
+    assert opts.suites == ("dropout",) and opts.cases == ("dropout*",) and opts.size == "smoke"
 
 
 def test_unknown_leg_is_a_user_error_listing_the_known_ones():
     with pytest.raises(UserError) as e:
-        M.apply_leg(run_args("--leg", "gpu"))
+        leg_run("--leg", "gpu")
     assert "unknown leg 'gpu'" in str(e.value) and "known legs: cpu, cuda, tpu" in str(e.value)
 
 

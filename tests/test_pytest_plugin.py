@@ -9,6 +9,7 @@ and a 10% slower one is 10% slower whatever the machine's load.
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import json
 import math
 import shutil
@@ -19,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from xpubench.pytest import session as support
-from xpubench.pytest.session import DeviceWait, plain, round_target, rounds_for
-from xpubench.measure.timing import TimingConfig
+from xpubench.pytest.items import recorded_warnings
+from xpubench.pytest.timer import DeviceWait, device_wait, timed_block
+from xpubench.results.jsonsafe import json_safe
 
 pytest_plugins = ["pytester"]
 
@@ -59,32 +61,41 @@ def by_backend(doc: dict) -> dict[tuple[str, str], dict]:
 
 
 # ----------------------------------------------------------------- helpers, in-process
-def test_round_target_waits_once_per_round_after_the_last_call():
+class Clock:
+    """A clock that each call of the step advances: what timed_block read is what ran."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timed_block_waits_once_after_the_last_call_before_reading_the_clock():
     calls: list[str] = []
+    clock = Clock()
 
     def step():
+        clock.now += 1.0
         calls.append("run")
         return len(calls)
 
     wait = DeviceWait("test", fn=lambda out: calls.append(f"wait:{out}"))
-    target = round_target(step, wait, every=3)
-    for _ in range(6):  # two rounds of three, as pytest-benchmark calls it
-        target()
-    assert calls == ["run", "run", "run", "wait:3", "run", "run", "run", "wait:7"]
+    assert timed_block(step, 3, wait, clock) == 3.0
+    assert calls == ["run", "run", "run", "wait:3"]
 
 
-def test_round_target_waits_every_call_when_asked_and_not_at_all_on_a_synchronous_device():
+def test_timed_block_waits_every_call_when_asked_and_not_at_all_on_a_synchronous_device():
     seen: list[int] = []
-    each = round_target(lambda: 5, DeviceWait("t", fn=seen.append, each_call=True), every=4)
-    assert [each() for _ in range(3)] == [5, 5, 5] and seen == [5, 5, 5]
+    clock = Clock()
+    assert timed_block(lambda: 5, 3, DeviceWait("t", fn=seen.append, each_call=True), clock) == 0.0
+    assert seen == [5, 5, 5]
+    ran: list[int] = []
+    timed_block(lambda: ran.append(1), 4, DeviceWait("perf_counter"), clock)
+    assert ran == [1, 1, 1, 1]
 
-    def run():
-        return 1
 
-    assert round_target(run, DeviceWait("perf_counter"), every=10) is run  # no wrapper cost
-
-
-def test_accelerator_rounds_end_with_a_device_synchronize():
+def test_accelerator_blocks_end_with_a_device_synchronize():
     from types import SimpleNamespace
 
     from xpubench.backends.base import make_backend
@@ -93,27 +104,19 @@ def test_accelerator_rounds_end_with_a_device_synchronize():
     backend = make_backend("torch:cuda1:bf16")  # the real adapter, with a fake torch.cuda
     backend._torch = SimpleNamespace(cuda=SimpleNamespace(synchronize=lambda device=None: syncs.append(device)))
     backend.device = SimpleNamespace(type="cuda")
-    wait = support.device_wait(backend)
+    wait = device_wait(backend)
     assert wait.method == "perf_counter+synchronize" and not wait.each_call
-    target = round_target(lambda: None, wait, every=4)
-    for _ in range(8):
-        target()
+    for _ in range(2):
+        timed_block(lambda: None, 4, wait, Clock())
     assert len(syncs) == 2
-    assert support.device_wait(make_backend("torch:cpu:fp32")).fn is None
-    jax_cpu = support.device_wait(make_backend("jax:cpu:fp32"))
+    assert device_wait(make_backend("torch:cpu:fp32")).fn is None
+    jax_cpu = device_wait(make_backend("jax:cpu:fp32"))
     assert jax_cpu.method == "perf_counter+block_until_ready" and jax_cpu.each_call
 
 
-def test_rounds_fill_the_budget_within_the_configured_bounds():
-    cfg = TimingConfig(min_rounds=5, max_rounds=100)
-    assert rounds_for(step_s=1e-3, iterations=10, budget_s=0.5, cfg=cfg) == 50
-    assert rounds_for(step_s=1.0, iterations=1, budget_s=0.5, cfg=cfg) == 5
-    assert rounds_for(step_s=1e-9, iterations=1, budget_s=10.0, cfg=cfg) == 100
-
-
-def test_plain_makes_extra_info_json_safe():
+def test_extra_info_is_made_json_safe():
     np = pytest.importorskip("numpy")
-    out = plain({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": {3: None}})
+    out = json_safe({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": {3: None}})
     assert out == {"a": 0.5, "b": [1, 2], "c": None, "d": {"3": None}}
     json.dumps(out)
 
@@ -123,7 +126,7 @@ def test_warnings_are_recorded_once_and_still_reach_pytest():
 
     seen: list[str] = []
     with pytest.warns(UserWarning, match="slow path"):
-        with support.recorded_warnings(seen):
+        with recorded_warnings(seen):
             for _ in range(3):
                 warnings.warn("slow path taken\nsecond line", UserWarning)
     assert seen == ["UserWarning: slow path taken"]
@@ -360,7 +363,11 @@ def test_user_fixture_skips_unavailable_backends_and_honours_benchmark_disable(p
 
 
 def test_histogram_option_still_works(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
-    pytest.importorskip("pygal", reason="--benchmark-histogram needs pytest-benchmark[histogram]")
+    # find_spec, not an import: importing pygal here adds import hooks (importlib_metadata's
+    # finder among them) that outlive pytester's module snapshot, and later tests in this
+    # process then found no entry points or package metadata
+    if importlib.util.find_spec("pygal") is None:
+        pytest.skip("--benchmark-histogram needs pytest-benchmark[histogram]")
     if not available("torch:cpu:fp32"):
         pytest.skip("torch is not installed")
     _clock_suite(pytester)

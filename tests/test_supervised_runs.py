@@ -15,7 +15,7 @@ from xpubench.spec import registry as specmod
 from xpubench.results.reader import read_run
 from xpubench.results.writer import RunWriter
 from xpubench.run.supervisor import Runner
-from xpubench.run.worker import RunOptions
+from xpubench.options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"good_a": "ok", "hang": "timeout", "raises": "error", "good_b": "ok", "nan_loss": "diverged",
@@ -81,7 +81,7 @@ def test_a_builder_that_is_not_offered_is_skipped_not_an_error():
     from xpubench.backends.base import make_backend
     from xpubench.errors import SkipCase
     from xpubench.spec.registry import Work, Workload
-    from xpubench.run.worker import measure_case
+    from xpubench.measure.case import measure_case
 
     w = Workload(suite="t", name="fused_thing", modes=("step",), unit="calls", sizes={"smoke": {}},
                  work=lambda p, m: Work(1), precisions=("fp32",))

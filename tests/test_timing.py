@@ -79,11 +79,13 @@ def test_calibration_keeps_overhead_under_one_percent():
     assert iterations_per_round(step_s=1.0, overhead_s=1e-6, cfg=cfg) == 1
 
 
-def test_window_start_hook_runs_once_before_timed_rounds():
+def test_window_start_hook_runs_once_before_timed_rounds_with_the_calibrated_iterations():
     dev = FakeDevice(step_s=1e-3)
     seen = []
-    measure(dev.run_block, TimingConfig(), clock=dev.clock, on_window_start=lambda: seen.append(dev.calls))
-    assert len(seen) == 1 and seen[0] > 1  # after warm-up
+    r = measure(dev.run_block, TimingConfig(), clock=dev.clock,
+                on_window_start=lambda n: seen.append((dev.calls, n)))
+    assert len(seen) == 1 and seen[0][0] > 1  # after warm-up
+    assert seen[0][1] == r.iterations_per_round
 
 
 def spin(seconds):

@@ -13,7 +13,8 @@ import pytest
 from xpubench.backends.base import make_backend
 from xpubench.spec import registry as specmod
 from xpubench.spec.registry import Case
-from xpubench.run.worker import RunOptions, measure_case
+from xpubench.measure.case import measure_case
+from xpubench.options import RunOptions
 from xpubench.suites import flops as fl
 from xpubench.suites import training as tr
 
@@ -240,19 +241,18 @@ def test_fp16_skip_rule_on_cpus_without_native_fp16(monkeypatch):
     assert tr.torch_cpu_fp16_skip(SimpleNamespace(precision="bf16", device=torch.device("cpu"))) is None
 
 
-@pytest.mark.parametrize("value,expected", [("", None), ("0", None), ("off", None), ("1", "default"),
-                                            ("default", "default"), ("max-autotune", "max-autotune")])
-def test_torch_compile_switch(monkeypatch, value, expected):
-    monkeypatch.setenv(tr.COMPILE_ENV, value)
-    assert tr.torch_compile_mode() == expected
+@pytest.mark.parametrize("mode", [None, "default", "max-autotune"])
+def test_torch_compile_mode_comes_from_the_contexts_options(mode):
+    assert tr.torch_compile_mode(SimpleNamespace(options=RunOptions(torch_compile=mode))) == mode
+    assert tr.torch_compile_mode(SimpleNamespace(options=None)) is None  # built outside a run: eager
 
 
 @pytest.mark.slow
-def test_torch_compile_time_is_kept_apart(monkeypatch):
-    """XPUBENCH_TORCH_COMPILE=1: inductor compiles in the builder; compile_s holds it."""
-    monkeypatch.setenv(tr.COMPILE_ENV, "1")
+def test_torch_compile_time_is_kept_apart():
+    """torch_compile="default": inductor compiles in the builder; compile_s holds it."""
     backend = ready(make_backend("torch:cpu:fp32"))
-    rec = measure_case(backend, case_named("gpt"), RunOptions(size="smoke", telemetry=False, time_budget_s=0.05))
+    opts = RunOptions(size="smoke", telemetry=False, time_budget_s=0.05, torch_compile="default")
+    rec = measure_case(backend, case_named("gpt"), opts)
     assert rec["status"] == "ok", rec.get("reason")
     assert rec["notes"]["torch_compile"].startswith("inductor (mode=default")
     assert rec["compile_s"] > 10 * rec["time_s"]["median"]  # compiling is not in the step time

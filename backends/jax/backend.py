@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from xpubench.backends import availability as av
 from xpubench.backends.base import Availability, Backend, BackendSpec, Step
 from xpubench.backends.jax import availability as jav
 from xpubench.backends.jax.context import JaxContext
+
+if TYPE_CHECKING:
+    from xpubench.options import RunOptions
 
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "bf16"), "tpu": ("fp32", "bf16")}
 MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp16": "default",
@@ -137,8 +140,8 @@ class JaxBackend(Backend):
     def activate(self) -> None:
         self._jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION[self.spec.precision])
 
-    def context(self, overrides: dict[str, Any] | None = None) -> JaxContext:
-        return JaxContext(self, overrides)
+    def context(self, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> JaxContext:
+        return JaxContext(self, overrides, options=options)
 
     def synchronize(self) -> None:
         # Nothing global to wait on in JAX: time_block waits on the step's outputs.

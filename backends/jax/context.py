@@ -9,18 +9,21 @@ from typing import TYPE_CHECKING, Any, Callable
 from xpubench.seeding import seed_for
 
 if TYPE_CHECKING:
+    from xpubench.options import RunOptions
     from xpubench.backends.jax.backend import JaxBackend
 
 
 class JaxContext:
     """Device, seeded inputs, dtype policy, ahead-of-time compile."""
 
-    def __init__(self, backend: "JaxBackend", overrides: dict[str, Any] | None, seed: int = 0):
+    def __init__(self, backend: "JaxBackend", overrides: dict[str, Any] | None, seed: int = 0,
+                 options: "RunOptions | None" = None):
         import jax
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
         self.backend = backend
+        self.options = options  # the run's options (e.g. torch_compile); None outside a run
         self.device = backend.device
         self.precision = backend.spec.precision
         self.overrides = overrides or {}

@@ -12,12 +12,15 @@ end event before reading them.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xpubench.backends import availability as av
 from xpubench.backends.base import Availability, Backend, BackendSpec, Step
 from xpubench.backends.torch import availability as tav
 from xpubench.backends.torch.context import TorchContext
+
+if TYPE_CHECKING:
+    from xpubench.options import RunOptions
 
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", "bf16", "fp16", "fp8")}
 
@@ -107,8 +110,8 @@ class TorchBackend(Backend):
         torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = self.spec.precision == "bf16"
         torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = self.spec.precision == "fp16"
 
-    def context(self, overrides: dict[str, Any] | None = None) -> TorchContext:
-        return TorchContext(self, overrides)
+    def context(self, overrides: dict[str, Any] | None = None, options: "RunOptions | None" = None) -> TorchContext:
+        return TorchContext(self, overrides, options=options)
 
     def synchronize(self) -> None:
         if self.device is not None and self.device.type == "cuda":

@@ -8,17 +8,20 @@ from typing import TYPE_CHECKING, Any, Callable
 from xpubench.seeding import seed_for
 
 if TYPE_CHECKING:
+    from xpubench.options import RunOptions
     from xpubench.backends.torch.backend import TorchBackend
 
 
 class TorchContext:
     """The device, seeded inputs, the precision policy (autocast for bf16/fp16)."""
 
-    def __init__(self, backend: "TorchBackend", overrides: dict[str, Any] | None, seed: int = 0):
+    def __init__(self, backend: "TorchBackend", overrides: dict[str, Any] | None, seed: int = 0,
+                 options: "RunOptions | None" = None):
         import torch
 
         self.torch = torch
         self.backend = backend
+        self.options = options  # the run's options (e.g. torch_compile); None outside a run
         self.device = backend.device
         self.precision = backend.spec.precision
         self.overrides = overrides or {}

@@ -25,7 +25,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from xpubench.errors import UserError
 from xpubench.fmt import fraction_arg, parse_fraction
@@ -34,6 +34,9 @@ from xpubench.regress.policy import ARTIFACT_PREFIX  # noqa: F401  (the legs' ar
 from xpubench.regress.policy import DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, GateBook, GatePolicy
 from xpubench.results.view import split_backend
 from xpubench.spec.registry import SIZES
+
+if TYPE_CHECKING:
+    from xpubench.options import RunOptions
 
 DEFAULT_PATH = Path(__file__).with_name("matrix.toml")
 ENV_VAR = "XPUBENCH_MATRIX"
@@ -257,29 +260,20 @@ def github_json(matrix: Matrix) -> str:
 
 
 # --------------------------------------------------------------------------- run --leg
-def apply_leg(args: argparse.Namespace, matrix: Matrix | None = None) -> Leg:
-    """Fill ``xpubench run`` arguments from the leg named by ``args.leg``.
+def leg_options(leg: Leg, given: Mapping[str, Any]) -> "RunOptions":
+    """The options of ``xpubench run --leg NAME``: the leg's, with the options given on the
+    command line winning (``given``: option name -> value, None where not given).
 
-    Values given on the command line win: ``-b``, ``-s``, ``-k``, ``--time-budget``,
-    and ``--size`` other than ``default`` (argparse's default, which cannot be told
-    from an explicit ``--size default``). A ``--size`` that differs from the leg's
-    drops the leg's time budget too (that budget was chosen for the leg's size),
-    so ``--leg cpu --size smoke`` is the quick version of the CPU leg.
-    The machine id is not the leg's business here: CI passes ``--machine-id``.
+    A ``--size`` other than the leg's drops the leg's time budget too (that budget was
+    chosen for the leg's size), so ``--leg cpu --size smoke`` is the quick version of
+    the CPU leg. The machine id is not the leg's business here: CI passes ``--machine-id``.
     """
-    leg = (matrix or load_matrix(getattr(args, "matrix_file", None))).leg(args.leg)
-    if not args.backend:
-        args.backend = list(leg.backends)
-    if not args.suite:
-        args.suite = list(leg.suites) or None
-    if not getattr(args, "case", None) and leg.cases:
-        args.case = list(leg.cases)
-    size_given = args.size not in (None, "default")
-    if not size_given:
-        args.size = leg.size
-    if args.time_budget is None and args.size == leg.size:
-        args.time_budget = leg.time_budget_s
-    return leg
+    from xpubench.options import RunOptions
+
+    budget = leg.time_budget_s if given.get("size") in (None, leg.size) else None
+    base = RunOptions(backends=leg.backends, suites=leg.suites, cases=leg.cases, size=leg.size,
+                      time_budget_s=budget)
+    return RunOptions.from_flags(given, base)
 
 
 # --------------------------------------------------------------------------- plan

@@ -8,10 +8,10 @@ For each framework:device (``torch:cpu``, ``jax:cpu``, ``torch:cuda``, ``jax:tpu
   ``a = b + s*c`` (2 reads + 1 write);
 - on accelerators, host->device and device->host bandwidth.
 
-Every number comes from ``xpubench.measure.timing.measure`` over the backend's ``time_block``:
-the same warm-up, calibrated rounds, stopping rule and device-correct timing as
-the suites. Each framework:device is probed in its own fresh process (frameworks
-never share one). Results are cached in ``<out>/<machine_id>/ceilings.json``
+Every number comes from ``xpubench.measure.step.measure_step``, the suites' one
+measuring path: the same warm-up, calibrated rounds, stopping rule and
+device-correct timing as the suites. Each framework:device is probed in its own
+fresh process (frameworks never share one). Results are cached in ``<out>/<machine_id>/ceilings.json``
 (``xpubench.hardware.ceilings``) and reused until ``--refresh``.
 """
 
@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable
 
 from xpubench.errors import UserError
 from xpubench.spec.registry import SIZES
-from xpubench.measure.timing import TimingConfig, measure
+from xpubench.measure import step as measuring
+from xpubench.measure.timing import TimingConfig
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -113,8 +114,11 @@ def default_targets() -> list[str]:
 
 # --------------------------------------------------------------------------- measuring
 def measure_rate(backend: Any, step: Any, amount_per_call: float, cfg: TimingConfig) -> dict[str, Any]:
-    """Time ``step`` with the suites' loop; ``amount_per_call`` FLOPs or bytes -> per second."""
-    res = measure(lambda n: backend.time_block(step, n), cfg)
+    """Time ``step`` through the suites' measuring path; ``amount_per_call`` FLOPs or bytes -> per second."""
+    from xpubench.options import RunOptions
+
+    m = measuring.measure_step(backend, step, RunOptions(telemetry=False, accuracy=False), timing=cfg)
+    res = m.timing
     med = res.stats.median
     return {
         "per_s": amount_per_call / med if med > 0 else None,

@@ -105,7 +105,7 @@ def warm_up(run_block: RunBlock, cfg: TimingConfig, clock=time.perf_counter) -> 
         spent = clock() - t0
         if len(estimates) >= 3 and spent >= cfg.warmup_min_s:
             last = estimates[-3:]
-            if (max(last) - min(last)) / min(last) <= cfg.settle_tolerance:
+            if max(last) - min(last) <= cfg.settle_tolerance * min(last):  # a clock that never moved: settled
                 settled = True
                 break
         if spent >= cfg.warmup_max_s and estimates:
@@ -128,12 +128,13 @@ def measure(
     cfg: TimingConfig | None = None,
     on_round: OnRound | None = None,
     clock=time.perf_counter,
-    on_window_start: Callable[[], None] | None = None,
+    on_window_start: Callable[[int], None] | None = None,
 ) -> TimingResult:
     """Warm up, calibrate, then timed rounds until the stopping rule says so.
 
-    ``on_window_start`` runs just before the first timed round (the device is idle:
-    the last block ended with a synchronize): meters start there.
+    ``on_window_start(iterations_per_round)`` runs just before the first timed round
+    (the device is idle: the last block ended with a synchronize): meters start there.
+    ``on_round(rounds, seconds_per_step)`` runs after each timed round.
     """
     cfg = cfg or TimingConfig()
     wu = warm_up(run_block, cfg, clock)
@@ -141,7 +142,7 @@ def measure(
     n = iterations_per_round(wu.estimate_s, overhead, cfg)
     samples: list[float] = []
     if on_window_start is not None:
-        on_window_start()
+        on_window_start(n)
     start = clock()
     stop = "max_rounds"
     # The CI check sorts all samples; past a few hundred rounds do it every few rounds

@@ -5,10 +5,11 @@
         layer = xpu_backend.put(MyLayer())               # torch module / jax pytree
         xpu_backend.bench(benchmark, layer, x, units=32, unit="samples")
 
-``bench`` times the call with pytest-benchmark (pedantic mode, our warm-up and
-round calibration), waits for the device inside the timed call, runs it under
-the backend's precision policy (torch autocast for bf16/fp16) and fills
-``benchmark.extra_info`` with the fields ``xpubench report`` reads.
+``bench`` measures the call through xpubench's one measuring path (warm-up, calibrated
+rounds, meters) with pytest-benchmark's timer plugged in, waits for the device
+inside each timed block, runs it under the backend's precision policy (torch
+autocast for bf16/fp16) and fills ``benchmark.extra_info`` with the fields
+``xpubench report`` reads.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Callable
 
-from xpubench.pytest import session as support
+from xpubench.measure import step as measuring
+from xpubench.pytest import timer as support  # support.device_wait: how sync() waits
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend
+    from xpubench.pytest.session import SessionState
 
 
 class XpuBackend:
     """One backend (framework, device, precision), set up and activated for a test."""
 
-    def __init__(self, backend: "Backend", state: support.SessionState, *, suite: str, case: str,
+    def __init__(self, backend: "Backend", state: "SessionState", *, suite: str, case: str,
                  params: dict[str, Any] | None = None):
         self.backend = backend
         self.spec: str = str(backend.spec)
@@ -102,15 +105,11 @@ class XpuBackend:
         (the timer waits on them); on torch the device is synchronized.
         """
         from xpubench.backends.base import Step
-        from xpubench.run.worker import one_line
+        from xpubench.measure.record import extra_info_fields, one_line
+        from xpubench.results.jsonsafe import json_safe
 
         state = self._state
-        compile_s = getattr(self.ctx, "compile_s", None) or None
-
-        def run() -> Any:
-            return fn(*args, **kwargs)
-
-        step = Step(run=run, compile_s=compile_s)
+        step = Step(run=lambda: fn(*args, **kwargs), compile_s=getattr(self.ctx, "compile_s", None) or None)
         units_per_step = float(units) if units is not None else 1.0
         info: dict[str, Any] = {
             "suite": self._suite, "case": self._case, "params": self._params, "mode": mode,
@@ -121,18 +120,17 @@ class XpuBackend:
         }
         if benchmark.group is None:
             benchmark.group = f"{self._suite}::{self._case}"  # the backends of one test side by side
-        m: dict[str, Any] = {}
         try:
             self.backend.activate()
             self.backend.reset_peak_memory()
-            with self.autocast():  # entered once, outside the timed calls
-                m = support.measure_step(benchmark, self.backend, step, state.options.timing_config(),
-                                         units_per_step=units_per_step, telemetry=state.options.telemetry)
+            with self.autocast(), support.BenchmarkTimer(benchmark, self.backend) as timer:  # autocast: entered once
+                m = measuring.measure_step(self.backend, step, state.options, timer=timer,
+                                           units_per_step=units_per_step)
+                info.update(extra_info_fields(m))
+                # the call's result for the test: the untimed call, or one more after the timed rounds
+                return timer.untimed_result if m.timing is None else step.run()
         except Exception as exc:
             info.update(status="error", reason=one_line(exc))
             raise
         finally:
-            result = m.pop("result", None)
-            info.update(m)
-            benchmark.extra_info.update(support.plain(info))
-        return result
+            benchmark.extra_info.update(json_safe(info))

@@ -1,4 +1,4 @@
-"""xpubench as a pytest plugin (entry point ``pytest11``: ``xpubench = xpubench.pytest.plugin``).
+"""xpubench as a pytest plugin (entry point ``pytest11``: ``xpubench = xpubench.pytest.plugin``): flags and hooks.
 
 Two uses, both through pytest-benchmark's ``benchmark`` fixture, so its terminal
 table, ``--benchmark-json``, autosave, compare and ``--benchmark-compare-fail``
@@ -11,9 +11,11 @@ work as usual:
   runs once per selected backend (``--xpu-backend``, default: the backends a plain
   ``xpubench run`` uses here); see xpubench.pytest.fixture.XpuBackend.
 
-Without ``--xpubench`` and without a test asking for ``xpu_backend`` the plugin adds
-nothing to a run: no items, no header lines, no machine_info. Importing it imports
-no framework (torch/jax load when a backend is first set up).
+The ``--xpu-*`` flags are ``xpubench run``'s options (xpubench.options): both build
+the same options object. Without ``--xpubench`` and without a test asking for
+``xpu_backend`` the plugin adds nothing to a run: no items, no header lines, no
+machine_info. Importing it imports no framework (torch/jax load when a backend is
+first set up).
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from typing import Any, Iterator
 import pytest
 
 from xpubench.errors import UserError
-from xpubench.spec.registry import SIZES
-from xpubench.pytest.session import STATE_KEY, SessionState, XpuOptions, get_state
+from xpubench.options import RunOptions, add_pytest_flags, given_pytest_options
+from xpubench.pytest.session import STATE_KEY, SessionState, get_state
 
-CASES_MODULE = "xpubench.pytest.cases"
+CASES_MODULE = "xpubench.pytest.items"
 CASES_NODEID = "xpubench"  # fixed: items' full names must not depend on the install path
 
 
@@ -37,54 +39,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--xpubench", action="store_true", default=False, dest="xpubench",
                 help="collect xpubench's built-in cases as pytest-benchmark items "
                      "(with no test paths given, only them)")
-    g.addoption("--xpu-backend", action="append", default=[], dest="xpu_backends", metavar="SPEC",
-                help="backend FRAMEWORK:DEVICE[INDEX]:PRECISION, e.g. torch:cpu:fp32, jax:gpu:bf16 "
-                     "(repeatable; default: every backend available here)")
-    g.addoption("--xpu-suite", action="append", default=[], dest="xpu_suites", metavar="NAME",
-                help="built-in suite to collect (repeatable; default: all)")
-    g.addoption("--xpu-case", action="append", default=[], dest="xpu_cases", metavar="GLOB",
-                help="built-in case name glob, e.g. 'layernorm*' or 'dropout:forward' (repeatable)")
-    g.addoption("--xpu-size", choices=SIZES, default="default", dest="xpu_size",
-                help="problem sizes of the built-in cases, and the timing profile (default: default)")
-    g.addoption("--xpu-time-budget", type=float, default=None, dest="xpu_time_budget", metavar="SECONDS",
-                help="timed rounds per item (default: 0.2 s for smoke, 2 s otherwise; energy "
-                     "meters may need longer)")
-    g.addoption("--xpu-min-rounds", type=int, default=None, dest="xpu_min_rounds", metavar="N",
-                help="at least N timed rounds per item (default: 5 for smoke, 10 otherwise)")
-    g.addoption("--xpu-threads", type=int, default=None, dest="xpu_threads", metavar="N",
-                help="CPU threads for the frameworks (default: theirs)")
-    g.addoption("--xpu-no-telemetry", action="store_true", default=False, dest="xpu_no_telemetry",
-                help="do not measure energy and host memory")
-    g.addoption("--xpu-no-accuracy", action="store_true", default=False, dest="xpu_no_accuracy",
-                help="do not compute error_vs_fp32 for reduced precisions")
-
-
-def _options(config: pytest.Config) -> XpuOptions:
-    return XpuOptions(
-        enabled=bool(config.getoption("xpubench")),
-        backends=list(config.getoption("xpu_backends") or []),
-        suites=list(config.getoption("xpu_suites") or []),
-        cases=list(config.getoption("xpu_cases") or []),
-        size=config.getoption("xpu_size"),
-        time_budget_s=config.getoption("xpu_time_budget"),
-        min_rounds=config.getoption("xpu_min_rounds"),
-        threads=config.getoption("xpu_threads"),
-        telemetry=not config.getoption("xpu_no_telemetry"),
-        accuracy=not config.getoption("xpu_no_accuracy"),
-    )
+    add_pytest_flags(g)  # the `xpubench run` options, as --xpu-backend, --xpu-size, ...
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    state = SessionState(_options(config))
-    config.stash[STATE_KEY] = state
     try:
-        if state.options.backends:
+        options = RunOptions.from_flags(given_pytest_options(config))
+        state = SessionState(options, enabled=bool(config.getoption("xpubench")))
+        config.stash[STATE_KEY] = state
+        if options.backends:
             state.specs()  # a bad spec is a usage error now, not N failing items later
-        if state.options.enabled:
+        if state.enabled:
             state.cases()
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if not state.options.enabled:
+    if not state.enabled:
         return
     config.addinivalue_line("markers", "xpubench: a built-in xpubench case (collected with --xpubench)")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -95,14 +64,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = config.stash.get(STATE_KEY, None)
-    if state is None or not state.options.enabled:
+    if state is None or not state.enabled:
         return None
     o = state.options
     return [f"xpubench: size {o.size}, {len(state.cases())} cases, backends {', '.join(state.specs()) or 'none'}"]
 
 
 class CasesModule(pytest.Module):
-    """xpubench.pytest.cases, collected under the fixed node id ``xpubench``."""
+    """xpubench.pytest.items, collected under the fixed node id ``xpubench``."""
 
     def _getobj(self) -> Any:
         # Import by name, not by path: the module belongs to the installed package.
@@ -120,7 +89,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[Any]:
     rep = yield
     if isinstance(collector, pytest.Session) and rep.passed:
         state = collector.config.stash.get(STATE_KEY, None)
-        if state is not None and state.options.enabled:
+        if state is not None and state.enabled:
             path = Path(importlib.import_module(CASES_MODULE).__file__)
             rep.result.append(CasesModule.from_parent(collector, path=path, name=CASES_NODEID,
                                                       nodeid=CASES_NODEID))

@@ -1,0 +1,1 @@
+"""Running cases in supervised worker processes: the parent side and the worker loop."""

@@ -1,4 +1,4 @@
-"""Plans cases x backends and runs each backend in a supervised worker process.
+"""The parent side of a run: each backend's cases go to a supervised worker process.
 
 The parent never runs a case itself. It feeds one case at a time to the backend's
 worker and waits with a deadline: a case that hangs is recorded ``timeout`` and its
@@ -13,12 +13,13 @@ import multiprocessing as mp
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from xpubench.backends.base import BackendSpec, make_backend
-from xpubench.spec import registry as specmod
+from xpubench.measure.record import case_record
+from xpubench.options import RunOptions
 from xpubench.results.writer import RunWriter
-from xpubench.run.worker import RunOptions, base_record
+from xpubench.spec import registry as specmod
 
 _MP = mp.get_context("spawn")  # a clean interpreter: no inherited framework state
 
@@ -55,8 +56,8 @@ class Outcome:
         return not self.interrupted and all(r["status"] in ("ok", "skipped") for r in self.records)
 
 
-class Worker:
-    """One worker process for one backend spec."""
+class WorkerProcess:
+    """The parent's handle on one worker process (xpubench.run.worker) for one backend spec."""
 
     def __init__(self, spec: BackendSpec, opts: RunOptions):
         self.spec = spec
@@ -118,7 +119,7 @@ def describe_exit(code: int | None) -> str:
 
 
 def death_record(case: specmod.Case, spec: BackendSpec, exitcode: int | None) -> dict:
-    rec = base_record(case, spec)
+    rec = case_record(case, spec)
     how = describe_exit(exitcode)
     if exitcode == -signal.SIGKILL:
         # Nobody here sent SIGKILL: on Linux that is the kernel's OOM killer.
@@ -149,7 +150,7 @@ class Runner:
 
     def _skip_all(self, spec: BackendSpec, reason: str) -> None:
         for case in self.cases:
-            rec = base_record(case, spec)
+            rec = case_record(case, spec)
             rec.update(status="skipped", reason=reason)
             self._record(rec)
 
@@ -164,8 +165,8 @@ class Runner:
             signal.signal(signal.SIGTERM, previous)
         return self.outcome
 
-    def _start(self, spec: BackendSpec) -> tuple[Worker | None, str]:
-        w = Worker(spec, self.opts)
+    def _start(self, spec: BackendSpec) -> tuple[WorkerProcess | None, str]:
+        w = WorkerProcess(spec, self.opts)
         try:
             ok, reason = w.handshake(self.setup_timeout_s)
         except BaseException:
@@ -178,19 +179,19 @@ class Runner:
         return w, ""
 
     def _run_backend(self, spec: BackendSpec) -> None:
-        probe = make_backend(spec)
-        avail = probe.availability()
+        parent_side = make_backend(spec)  # cheap: no framework import in the parent
+        avail = parent_side.availability()
         if not avail.ok:
             self._skip_all(spec, avail.reason)
             return
-        fresh = probe.fresh_worker_per_case
-        worker: Worker | None = None
+        fresh = parent_side.fresh_worker_per_case
+        worker: WorkerProcess | None = None
         try:
             for case in self.cases:
                 if worker is None:
                     worker, reason = self._start(spec)
                     if worker is None:
-                        rec = base_record(case, spec)
+                        rec = case_record(case, spec)
                         rec.update(status="skipped", reason=f"backend not usable: {reason}")
                         self._record(rec)
                         continue
@@ -207,7 +208,7 @@ class Runner:
             if worker is not None:
                 worker.stop()
 
-    def _run_case(self, worker: Worker, case: specmod.Case) -> tuple[dict, bool]:
+    def _run_case(self, worker: WorkerProcess, case: specmod.Case) -> tuple[dict, bool]:
         """Send one case; wait for its record. Returns (record, worker still usable)."""
         try:
             worker.conn.send(("case", list(case.key), dict(case.params)))
@@ -220,7 +221,7 @@ class Runner:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     worker.kill()
-                    rec = base_record(case, worker.spec)
+                    rec = case_record(case, worker.spec)
                     rec.update(status="timeout",
                                reason=f"no result within {self.opts.case_timeout_s:g} s; worker killed")
                     return rec, False
@@ -246,9 +247,3 @@ class Runner:
 def _raise_interrupted(signum, frame) -> None:
     raise Interrupted()
 
-
-def plan(specs: list[BackendSpec], cases: list[specmod.Case]) -> list[tuple[BackendSpec, specmod.Case]]:
-    return [(s, c) for s in specs for c in cases]
-
-
-ProgressFn = Callable[[dict], None]

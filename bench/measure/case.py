@@ -1,0 +1,55 @@
+"""One case on one backend: build its step, measure it, return its record."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from xpubench.errors import SkipCase
+from xpubench.measure import record
+from xpubench.measure import step as measuring
+
+if TYPE_CHECKING:
+    from xpubench.backends.base import Backend
+    from xpubench.measure.step import BlockTimer, StepMeasurement
+    from xpubench.measure.timing import OnRound
+    from xpubench.options import RunOptions
+    from xpubench.spec.registry import Case
+
+Layout = Callable[["StepMeasurement"], dict[str, Any]]
+
+
+def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
+                 timer: "BlockTimer | None" = None, on_round: "OnRound | None" = None,
+                 layout: Layout = record.results_fields) -> dict[str, Any]:
+    """The case's record, ``skipped`` (with the reason) where this backend does not run it.
+
+    ``layout`` turns the measurement into record fields: the results file's by
+    default, pytest-benchmark's ``extra_info`` for the pytest items. Exceptions from
+    building or running the step propagate (the caller decides what a failure is).
+    """
+    rec = record.case_record(case, backend.spec)
+    reason = backend.skip_reason(case)
+    if reason:
+        rec.update(status="skipped", reason=reason)
+        return rec
+    backend.activate()
+    backend.reset_peak_memory()  # before the build: the peak is this case's own
+    try:
+        step = backend.build(case, options=options)
+    except SkipCase as e:
+        rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
+        return rec
+    record.note_step(rec, step)
+    m = measuring.measure_step(backend, step, options, timer=timer, on_round=on_round,
+                               units_per_step=rec["units_per_step"])
+    rec.update(layout(m))
+    record.finish_record(rec, backend, case, step, options, timed=m.timing is not None)
+    return rec
+
+
+def set_up(backend: "Backend", options: "RunOptions") -> dict[str, Any]:
+    """Set the backend up under the run's options (threads, cold cache); returns its facts."""
+    info = backend.setup(options.threads)
+    if hasattr(backend, "cold_cache"):  # CUDA backends: flush L2 before each timed call
+        backend.cold_cache = options.cold_cache
+    return info
