@@ -26,6 +26,8 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8", "fp8")
 FRAMEWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("xpubench.backends.torch.backend:TorchBackend", ("cpu", "cuda")),
     "jax": ("xpubench.backends.jax.backend:JaxBackend", ("cpu", "gpu", "tpu")),
+    # Until backends come from the `xpubench.backends` entry points (pyproject.toml).
+    "onnxruntime": ("xpubench.backends.onnxruntime.backend:OrtBackend", ("cpu", "cuda")),
 }
 
 _DEVICE_RE = re.compile(r"^([a-z]+)(\d*)$")

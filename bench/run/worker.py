@@ -158,6 +158,7 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
         return rec
     record_step_notes(rec, step)
     cfg = opts.timing_config()
+    cfg.per_call = case.latency  # latency cases: every call timed on its own
     window = None
     if opts.telemetry:
         from xpubench.hardware.telemetry import open_window
@@ -181,6 +182,10 @@ def measure_case(backend, case: specmod.Case, opts: RunOptions,
         compile_s=step.compile_s,
         throughput_per_s=rec["units_per_step"] / med if med > 0 else None,
     )
+    if cfg.per_call:
+        from xpubench.measure.latency import latency_block
+
+        rec["latency_s"] = latency_block(result.samples)
     fields = telemetry_fields(backend, tele, "telemetry off (--no-telemetry)", result.drift, med,
                               result.stats.iqr, cfg.target_rel_ci)
     warnings = fields.pop("warnings")
