@@ -88,8 +88,8 @@ class OrtContext:
             model = q.to_fp16(model)
             self.notes["quantization"] = ("fp16 weights and compute (onnxruntime.transformers.float16, "
                                           "fp32 inputs/outputs kept)")
-        elif self.precision != "fp32":
-            raise SkipCase(f"onnxruntime runs fp32/int8 on the CPU and fp32/fp16 on CUDA, not {self.precision}")
+        elif self.precision != "fp32":  # skip_reason keeps these from reaching a builder
+            raise ValueError(f"onnxruntime has no {self.precision} mode")
         if self.precision != "fp32":
             self.notes["quantize_s"] = time.perf_counter() - t0
         return model
@@ -178,18 +178,26 @@ class OrtBackend(Backend):
         for module in ("onnx", "onnxscript", "torch"):  # the exporter's needs
             if not av.module_present(module):
                 return Availability(False, f"{module} is not installed; the ONNX export needs it ({EXTRA_HINT})")
-        dev, p = self.spec.device, self.spec.precision
-        if p not in PRECISIONS[dev]:
-            return Availability(False, f"onnxruntime:{dev} runs {'/'.join(PRECISIONS[dev])}, not {p}")
+        dev = self.spec.device
+        if self.spec.precision not in PRECISIONS[dev]:
+            return Availability(False, self._precision_reason())
         if dev == "cuda":
             if not av.installed(GPU_DIST):
                 return Availability(False, f"no CUDA execution provider: install {GPU_DIST} instead of onnxruntime")
-            count = av.nvidia_gpu_count()
-            if count == 0:
-                return Availability(False, "no CUDA device visible")
-            if self.spec.device_index >= count:
-                return Availability(False, f"no CUDA device {self.spec.device_index} ({count} visible)")
+            missing = av.cuda_device_missing(self.spec.device_index)
+            if missing:
+                return Availability(False, missing)
         return Availability(True)
+
+    def skip_reason(self, case) -> str | None:
+        reason = super().skip_reason(case)
+        if reason is None and self.spec.precision not in PRECISIONS[self.spec.device]:
+            reason = self._precision_reason()
+        return reason
+
+    def _precision_reason(self) -> str:
+        dev = self.spec.device
+        return f"onnxruntime:{dev} runs {'/'.join(PRECISIONS[dev])}, not {self.spec.precision}"
 
     def software(self) -> dict[str, str | None]:
         """Distributions a record of this backend depends on (for the fingerprint)."""

@@ -8,7 +8,7 @@ into flax; the ONNX export carries them).
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 LATENCY_BATCH = 1
@@ -106,6 +106,63 @@ def torch_int8(model, device_type: str) -> tuple[Any, str]:
     model = legacy(model, {torch.nn.Linear}, dtype=torch.qint8)
     return model, (f"torch.ao.quantization.quantize_dynamic (fallback: {why}; deprecated in torch "
                    f"{torch.__version__}): Linear layers with int8 weights, activations quantized per call")
+
+
+def torch_step(ctx, model, inputs, notes: Callable[[Any, Any], dict], stays_fp32: str):
+    """The torch step: ``model`` (CPU, fp32) on the device, called on ``inputs`` (numpy).
+
+    ``notes(logits, fp32 logits on this device)`` gives the record's notes; int8
+    quantizes the Linear layers (``stays_fp32`` says what does not get int8).
+    """
+    import torch
+
+    from xpubench.backends.base import Step
+    from xpubench.suites.training import torch_cpu_fp16_skip
+
+    reason = torch_cpu_fp16_skip(ctx)
+    if reason:
+        skip(reason)
+    x = torch.from_numpy(inputs).to(ctx.device)
+    model = model.to(ctx.device)
+    with torch.inference_mode():
+        ref = ctx.numpy(model(x))
+    quantization = None
+    if ctx.precision == "int8":
+        model, quantization = torch_int8(model, ctx.device.type)
+
+    def run():
+        with torch.inference_mode(), ctx.autocast():
+            return model(x)
+
+    def check():
+        return {"logits": ctx.numpy(run())}
+
+    out = notes(check()["logits"], ref)
+    if quantization:
+        out["quantization"] = f"{quantization}; {stays_fp32}"
+    return Step(run=run, check=check, notes=out)
+
+
+# ------------------------------------------------------------------------ jax
+def jax_params(ctx, make: Callable[[Any], Any], pure: Mapping, dtype):
+    """(graphdef, params on the device) of the flax model ``make(dtype)`` holding the
+    values of ``pure`` (torch's weights, ported): built abstract, then filled."""
+    import jax
+    from flax import nnx
+
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: make(dtype)), nnx.Param)
+    nnx.replace_by_pure_dict(params, pure)
+    return graphdef, jax.device_put(params, ctx.device)
+
+
+def jax_fp32_logits(ctx, make: Callable[[Any], Any], pure: Mapping, *inputs):
+    """This model at fp32 on the device: the JAX fp32 reference (float64 numpy)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    graphdef, params = jax_params(ctx, make, pure, jnp.float32)
+    return ctx.numpy(jax.jit(lambda prm, *a: nnx.merge(graphdef, prm)(*a))(params, *inputs))
 
 
 # ------------------------------------------------------------------------ onnxruntime

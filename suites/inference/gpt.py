@@ -87,33 +87,8 @@ def _notes(p: Mapping[str, Any], seed: int, logits, ref_same) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ torch
 @gpt.builder("torch")
 def torch_inference(ctx, p: Mapping[str, Any], mode: str):
-    import torch
-
-    from xpubench.backends.base import Step
-    from xpubench.suites.training import torch_cpu_fp16_skip
-
-    reason = torch_cpu_fp16_skip(ctx)
-    if reason:
-        cm.skip(reason)
-    tokens = torch.from_numpy(prompt(p, ctx.seed)).to(ctx.device)
-    model = torch_model(p, ctx.seed).to(ctx.device)
-    with torch.inference_mode():
-        ref = ctx.numpy(model(tokens))
-    quantization = None
-    if ctx.precision == "int8":
-        model, quantization = cm.torch_int8(model, ctx.device.type)
-
-    def run():
-        with torch.inference_mode(), ctx.autocast():
-            return model(tokens)
-
-    def check():
-        return {"logits": ctx.numpy(run())}
-
-    notes = _notes(p, ctx.seed, check()["logits"], ref)
-    if quantization:
-        notes["quantization"] = quantization + "; the tied LM head stays fp32"
-    return Step(run=run, check=check, notes=notes)
+    return cm.torch_step(ctx, torch_model(p, ctx.seed), prompt(p, ctx.seed),
+                         lambda logits, ref: _notes(p, ctx.seed, logits, ref), "the tied LM head stays fp32")
 
 
 # -------------------------------------------------------------------------------- jax
@@ -131,19 +106,14 @@ def jax_inference(ctx, p: Mapping[str, Any], mode: str):
     tokens = jax.device_put(jnp.asarray(prompt(p, ctx.seed), dtype=jnp.int32), ctx.device)
     pure = port.flax_gpt_params({k: v.numpy() for k, v in torch_model(p, ctx.seed).state_dict().items()})
 
-    def structure(dtype):
+    def make(dtype):
         # XLA:CPU has no fp16 x fp16 -> fp32 dot, which jax.nn.dot_product_attention asks for.
         fused = not (dtype == jnp.float16 and ctx.device.platform == "cpu")
-        model = nnx.eval_shape(lambda: transformer.flax_gpt(*_arch(p), DROPOUT, dtype=dtype,
-                                                            param_dtype=ctx.param_dtype, rngs=jax_init_rngs(ctx),
-                                                            fused_attention=fused))
-        graphdef, params = nnx.split(model, nnx.Param)
-        nnx.replace_by_pure_dict(params, pure)
-        return graphdef, jax.device_put(params, ctx.device)
+        return transformer.flax_gpt(*_arch(p), DROPOUT, dtype=dtype, param_dtype=ctx.param_dtype,
+                                    rngs=jax_init_rngs(ctx), fused_attention=fused)
 
-    graphdef32, params32 = structure(jnp.float32)
-    ref = ctx.numpy(jax.jit(lambda prm, t: nnx.merge(graphdef32, prm)(t))(params32, tokens))
-    graphdef, params = structure(ctx.compute_dtype)
+    ref = cm.jax_fp32_logits(ctx, make, pure, tokens)
+    graphdef, params = cm.jax_params(ctx, make, pure, ctx.compute_dtype)
     f = ctx.compile(lambda prm, t: nnx.merge(graphdef, prm)(t), params, tokens)
 
     def run():

@@ -145,33 +145,9 @@ def _common_notes(p: Mapping[str, Any], seed: int, logits, ref_same) -> dict[str
 # ------------------------------------------------------------------------------ torch
 @mnist_cnn.builder("torch")
 def torch_inference(ctx, p: Mapping[str, Any], mode: str):
-    import torch
-
-    from xpubench.backends.base import Step
-    from xpubench.suites.training import torch_cpu_fp16_skip
-
-    reason = torch_cpu_fp16_skip(ctx)
-    if reason:
-        cm.skip(reason)
-    x = torch.from_numpy(synthetic_digits(p["batch"], "eval", ctx.seed)[0]).to(ctx.device)
-    model = torch_model(p["variant"] == "pruned50", ctx.seed).to(ctx.device)
-    with torch.inference_mode():
-        ref = ctx.numpy(model(x))  # fp32 on this device, this variant
-    quantization = None
-    if ctx.precision == "int8":
-        model, quantization = cm.torch_int8(model, ctx.device.type)
-
-    def run():
-        with torch.inference_mode(), ctx.autocast():
-            return model(x)
-
-    def check():
-        return {"logits": ctx.numpy(run())}
-
-    notes = _common_notes(p, ctx.seed, check()["logits"], ref)
-    if quantization:
-        notes["quantization"] = quantization + "; convolutions stay fp32"
-    return Step(run=run, check=check, notes=notes)
+    return cm.torch_step(ctx, torch_model(p["variant"] == "pruned50", ctx.seed),
+                         synthetic_digits(p["batch"], "eval", ctx.seed)[0],
+                         lambda logits, ref: _common_notes(p, ctx.seed, logits, ref), "convolutions stay fp32")
 
 
 # -------------------------------------------------------------------------------- jax
@@ -212,17 +188,11 @@ def jax_inference(ctx, p: Mapping[str, Any], mode: str):
     x = jax.device_put(jnp.transpose(synthetic_digits(p["batch"], "eval", ctx.seed)[0], (0, 2, 3, 1)), ctx.device)
     pure = port.flax_mnist_cnn_params(numpy_state(torch_model(p["variant"] == "pruned50", ctx.seed)))
 
-    def structure(dtype):
-        """Abstract arrays: the torch values are loaded into them."""
-        model = nnx.eval_shape(lambda: cnn.flax_mnist_cnn(dtype=dtype, param_dtype=ctx.param_dtype,
-                                                          rngs=jax_init_rngs(ctx)))
-        graphdef, params = nnx.split(model, nnx.Param)
-        nnx.replace_by_pure_dict(params, pure)
-        return graphdef, jax.device_put(params, ctx.device)
+    def make(dtype):
+        return cnn.flax_mnist_cnn(dtype=dtype, param_dtype=ctx.param_dtype, rngs=jax_init_rngs(ctx))
 
-    graphdef32, params32 = structure(jnp.float32)
-    ref = ctx.numpy(jax.jit(lambda prm, x: nnx.merge(graphdef32, prm)(x))(params32, x))
-    graphdef, params = structure(ctx.compute_dtype)
+    ref = cm.jax_fp32_logits(ctx, make, pure, x)
+    graphdef, params = cm.jax_params(ctx, make, pure, ctx.compute_dtype)
     if ctx.precision == "int8":
         quant = jax.device_put({name: (*quantize_per_channel(jnp.asarray(pure[name]["kernel"])),
                                        jnp.asarray(pure[name]["bias"])) for name in ("fc1", "fc2")}, ctx.device)
