@@ -211,3 +211,21 @@ def test_builder_skips_what_the_runtime_does_not_offer():
 def test_software_names_the_distributions():
     sw = make_backend("onnxruntime:cpu:fp32").software()
     assert sw["onnxruntime"] and sw["onnx"] and sw["onnxscript"]
+
+
+def test_io_binding_runner_gives_the_plain_outputs(mnist_export):
+    """The CUDA path's I/O binding (bound inputs, outputs preallocated by a first run),
+    exercised with the CPU as the binding's device."""
+    out, feeds, _ = mnist_export
+    backend = make_backend("onnxruntime:cpu:fp32")
+    backend.setup(1)
+    ctx = backend.context()
+    sess = ctx.session(out.model)
+    plain = ctx.runner(sess, feeds).outputs()[0]
+    ctx.bind_io = True
+    bound = ctx.runner(sess, feeds)
+    assert ctx.notes["session"]["io_binding"] == "inputs and outputs on the device"
+    first = bound.run()
+    assert first is bound.run()  # the binding: the same preallocated outputs each call
+    backend.wait(first)
+    np.testing.assert_array_equal(bound.outputs()[0], plain)

@@ -45,7 +45,7 @@ class OrtRunner:
 
     run: Callable[[], Any]
     outputs: Callable[[], list]
-    io_binding: bool
+    device_buffers: Any = None  # CUDA: the bound inputs and outputs, alive as long as the runner
 
 
 class OrtContext:
@@ -62,6 +62,7 @@ class OrtContext:
         self.overrides = dict(overrides or {})
         self.seed = seed
         self.compile_s = 0.0  # session creation (ORT's graph optimisation), summed
+        self.bind_io = self.device == "cuda"  # inputs and outputs kept on the device
         self.notes: dict[str, Any] = {}
 
     def export(self, model: Any, args: tuple, input_names: tuple[str, ...], output_names: tuple[str, ...],
@@ -124,19 +125,22 @@ class OrtContext:
     def runner(self, sess, feeds: Mapping[str, Any]) -> OrtRunner:
         """The call to time: plain ``run`` on the CPU, I/O binding on CUDA."""
         names = [o.name for o in sess.get_outputs()]
-        if self.device == "cpu":
+        if not self.bind_io:
             feeds = dict(feeds)
-            return OrtRunner(run=lambda: sess.run(names, feeds), outputs=lambda: sess.run(names, feeds),
-                             io_binding=False)
+            return OrtRunner(run=lambda: sess.run(names, feeds), outputs=lambda: sess.run(names, feeds))
         ort = self.ort
         binding = sess.io_binding()
-        for name, arr in feeds.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr, "cuda", self.device_index))
+        # Device copies of the inputs, held here for as long as the binding is used.
+        on_device = {name: ort.OrtValue.ortvalue_from_numpy(arr, self.device, self.device_index)
+                     for name, arr in feeds.items()}
+        for name, value in on_device.items():
+            binding.bind_ortvalue_input(name, value)
         for name in names:
-            binding.bind_output(name, "cuda", self.device_index)
+            binding.bind_output(name, self.device, self.device_index)
         sess.run_with_iobinding(binding)
         # Rebind the outputs the first run allocated: timed calls then allocate nothing.
-        for name, value in zip(names, binding.get_outputs()):
+        outs = binding.get_outputs()
+        for name, value in zip(names, outs):
             binding.bind_ortvalue_output(name, value)
         binding.synchronize_outputs()
 
@@ -149,7 +153,7 @@ class OrtContext:
             return binding.copy_outputs_to_cpu()
 
         self.notes["session"]["io_binding"] = "inputs and outputs on the device"
-        return OrtRunner(run=run, outputs=outputs, io_binding=True)
+        return OrtRunner(run=run, outputs=outputs, device_buffers=(on_device, outs))
 
     @staticmethod
     def numpy(a) -> Any:

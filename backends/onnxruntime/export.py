@@ -4,8 +4,10 @@ Exporter: ``torch.onnx.export(..., dynamo=True)``, the torch.export-based export
 (torch's default since 2.9; it needs ``onnxscript``). The legacy TorchScript
 exporter is deprecated and slated for removal, and it writes a tied weight twice
 (the GPT's embedding and LM head: 29 MB against 21.5 MB). Shapes are static (the
-batch the case runs), so ORT may specialise on them. The exporter's progress lines
-and its registry's logging are kept off the worker's stdout.
+batch the case runs), so ORT may specialise on them. The exporter's progress lines,
+its registry's logging and torch's own deprecation notices from inside the exporter
+are kept out of the worker's output and the record's warnings: they are about
+torch's internals, not the measurement.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import io
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Hashable
 
@@ -37,13 +40,16 @@ _CACHE: dict[Hashable, Exported] = {}
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporter prints progress to stdout and logs missing torchvision ops."""
+    """The exporter prints progress to stdout, logs missing torchvision ops and trips
+    torch's own FutureWarnings (pytree internals)."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
             yield
     finally:
         for lg, lvl in zip(loggers, levels):
