@@ -41,6 +41,16 @@ def nvidia_gpu_count(proc_root: str = "/proc/driver/nvidia/gpus", dev_glob: str 
     return n
 
 
+def cuda_device_missing(index: int) -> str | None:
+    """Why CUDA device ``index`` is not there (None = it is), from the driver's view."""
+    count = nvidia_gpu_count()
+    if count == 0:
+        return "no CUDA device visible"
+    if index >= count:
+        return f"no CUDA device {index} ({count} visible)"
+    return None
+
+
 def tpu_chip_count(dev_glob: str = "/dev/accel[0-9]*", vfio_glob: str = "/dev/vfio/[0-9]*") -> int:
     """TPU chips visible as device nodes (accel on v4 and older, vfio on v5+)."""
     return len(glob.glob(dev_glob)) or len(glob.glob(vfio_glob))

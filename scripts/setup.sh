@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with xpubench. Usage: bash scripts/setup.sh [--dev] [EXTRA...]
-#   EXTRA: a pyproject extra, e.g. `cuda` (jax with CUDA) or `tpu` (jax[tpu]).
+#   EXTRA: a pyproject extra, e.g. `cuda` (jax with CUDA), `tpu` (jax[tpu]), `onnx` (the
+#   onnxruntime backend) or `torchao` (torch int8 on its kept path).
 #   --dev: also the test tools and Debian's chromium (the report's browser tests).
 # torch: where no NVIDIA GPU is present the light CPU build is installed first
 # (XPUBENCH_CPU_TORCH overrides which); with a GPU, pip's default CUDA build. A torch

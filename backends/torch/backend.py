@@ -59,12 +59,8 @@ class TorchBackend(Backend):
             return Availability(True)
         if not tav.torch_cuda_build():
             return Availability(False, "no CUDA device: this torch is a CPU-only build")
-        count = av.nvidia_gpu_count()
-        if count == 0:
-            return Availability(False, "no CUDA device visible")
-        if self.spec.device_index >= count:
-            return Availability(False, f"no CUDA device {self.spec.device_index} ({count} visible)")
-        return Availability(True)
+        missing = av.cuda_device_missing(self.spec.device_index)
+        return Availability(missing is None, missing or "")
 
     def skip_reason(self, case) -> str | None:
         reason = super().skip_reason(case)

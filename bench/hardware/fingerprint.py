@@ -359,7 +359,7 @@ def software_versions() -> dict:
         v = _version(dist)
         if v is not None:
             out[dist] = v
-    out["xpubench"] = _version("xpubench") or getattr(sys.modules.get("bench"), "__version__", None)
+    out["xpubench"] = _version("xpubench") or getattr(sys.modules.get("xpubench"), "__version__", None)
     return out
 
 

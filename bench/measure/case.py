@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from xpubench.errors import SkipCase
 from xpubench.measure import record
 from xpubench.measure import step as measuring
+from xpubench.measure.latency import latency_block
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend
@@ -40,9 +42,13 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
         return rec
     record.note_step(rec, step)
+    # latency cases: every call timed on its own, until a number of calls
+    timing = replace(options.timing_config(), per_call=True) if case.latency else None
     m = measuring.measure_step(backend, step, options, timer=timer, on_round=on_round,
-                               units_per_step=rec["units_per_step"])
+                               units_per_step=rec["units_per_step"], timing=timing)
     rec.update(layout(m))
+    if case.latency and m.timing is not None:
+        rec["latency_s"] = latency_block(m.timing.samples)
     record.finish_record(rec, backend, case, step, options, timed=m.timing is not None)
     return rec
 

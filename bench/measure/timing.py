@@ -8,7 +8,9 @@ Flow: one first call (compile / first-call cost, kept apart), a time-based warm-
 until the per-step time settles, a calibration of iterations per round so the
 timer's own overhead is under 1% of a round, then timed rounds until the 95% CI of
 the median is within the target, or the time budget is spent (never before
-``min_rounds``).
+``min_rounds``). Latency mode (``per_call``): one call per round, until a number
+of calls rather than a CI target (xpubench.measure.latency turns them into
+percentiles).
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ class TimingConfig:
     min_round_s: float = 0.005  # a round lasts at least this long ...
     max_overhead_fraction: float = 0.01  # ... and at least 100x the timer overhead
     min_window_s: float = 0.0  # telemetry may need a longer timed window (energy)
+    # Latency mode: every call timed on its own (1 iteration per round) until
+    # per_call_samples calls (or the budget) instead of the CI target.
+    per_call: bool = False
+    per_call_samples: int = 1000
 
     @classmethod
     def smoke(cls) -> "TimingConfig":
         return cls(time_budget_s=0.2, min_rounds=5, warmup_min_s=0.01, warmup_max_s=0.2,
-                   min_round_s=0.002)
+                   min_round_s=0.002, per_call_samples=100)
 
 
 @dataclass
@@ -58,7 +64,7 @@ class TimingResult:
     timer_overhead_s: float
     iterations_per_round: int
     samples: list[float]  # seconds per step, one per round
-    stop_reason: str  # ci_target | time_budget | max_rounds
+    stop_reason: str  # ci_target | sample_target (per_call) | time_budget | max_rounds
     window_s: float  # wall time of the timed rounds
     stats: st.TimeStats
     drift: float | None
@@ -139,7 +145,7 @@ def measure(
     cfg = cfg or TimingConfig()
     wu = warm_up(run_block, cfg, clock)
     overhead = measure_overhead(run_block)
-    n = iterations_per_round(wu.estimate_s, overhead, cfg)
+    n = 1 if cfg.per_call else iterations_per_round(wu.estimate_s, overhead, cfg)
     samples: list[float] = []
     if on_window_start is not None:
         on_window_start(n)
@@ -155,7 +161,11 @@ def measure(
             on_round(rounds, samples[-1])
         if rounds < cfg.min_rounds or elapsed < cfg.min_window_s:
             continue
-        if rounds < 200 or rounds % 10 == 0:
+        if cfg.per_call:
+            if rounds >= cfg.per_call_samples:
+                stop = "sample_target"
+                break
+        elif rounds < 200 or rounds % 10 == 0:
             if st.relative_median_ci(samples) <= cfg.target_rel_ci:
                 stop = "ci_target"
                 break

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 from xpubench.errors import UserError
 
 SIZES = ("smoke", "default", "large")
+LATENCY_PARAM = "latency"  # a case parameter: measured per call, latency percentiles recorded
 MODES = ("forward", "forward_backward", "step", "train_step", "inference")
 
 # Suite modules shipped with xpubench; more can be added with the environment
@@ -63,6 +64,9 @@ class Workload:
     # tuple gives each size its own list (sizes it lacks take the "*" entry, else none
     # beyond the plain case), so a default run can take a subset of what smoke covers.
     variants: tuple[Mapping[str, Any], ...] | Mapping[str, tuple[Mapping[str, Any], ...]] = ({},)
+    # Inference workloads: besides the throughput cases, one latency case per variant at
+    # this batch (params batch=<it>, latency=True), each call timed on its own.
+    latency_batch: int | None = None
     builders: dict[str, Callable] = field(default_factory=dict)
     module: str = ""  # the suite module that declared it
 
@@ -80,7 +84,11 @@ class Workload:
         variants = self.variants
         if isinstance(variants, Mapping):
             variants = variants.get(size, variants.get("*", ({},)))
-        return [Case(self, size, mode, {**v, **params}) for v in variants for mode in self.modes]
+        cases = [Case(self, size, mode, {**v, **params}) for v in variants for mode in self.modes]
+        if self.latency_batch is not None:
+            cases += [Case(self, size, mode, {**v, **params, "batch": self.latency_batch, LATENCY_PARAM: True})
+                      for v in variants for mode in self.modes]
+        return cases
 
 
 def _fmt(v: Any) -> str:
@@ -120,6 +128,11 @@ class Case:
     def key(self) -> tuple[str, str, str, str]:
         """What a worker process needs to find this case again."""
         return (self.suite, self.name, self.mode, self.size)
+
+    @property
+    def latency(self) -> bool:
+        """Measured call by call for latency percentiles (see Workload.latency_batch)."""
+        return bool(self.params.get(LATENCY_PARAM))
 
     @property
     def work(self) -> Work:
