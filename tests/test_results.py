@@ -81,3 +81,19 @@ def test_missing_file_and_folder_expansion(tmp_path):
     assert [r.id for r in load_runs([tmp_path]).runs] == ["a", "b"]
     with pytest.raises(ResultsFileError):
         collect_run_files([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("levels", [100_000, 200])
+def test_a_deeply_nested_file_is_one_line_in_report_and_compare(tmp_path, capsys, levels):
+    """A hostile file (100,000 nested arrays: json's own recursion limit; 200: past ours)."""
+    from xpubench.cli.main import main
+
+    bad = tmp_path / "deep.json"
+    bad.write_text("[" * levels + "]" * levels)
+    assert main(["report", str(bad), "-o", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert "deep.json" in err and "nested" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["compare", str(bad), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "deep.json" in err and "nested" in err and len(err.strip().splitlines()) == 1

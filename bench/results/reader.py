@@ -34,11 +34,34 @@ def load_json_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsFileError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
         cut = e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string")
         what = "truncated (the file ends mid-document)" if cut else "not valid JSON"
         raise ResultsFileError(f"{path}: {what} (line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise ResultsFileError(f"{path}: nested too deeply to be a results file") from None
+    if _deeper_than(doc, MAX_DEPTH):
+        raise ResultsFileError(f"{path}: nested deeper than {MAX_DEPTH} levels: not a results file") from None
+    return doc
+
+
+# Our files nest about 8 levels deep; every reader after this one may walk a document
+# recursively, so a hostile file is refused here, once, with one line.
+MAX_DEPTH = 64
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """True when containers nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def read_run(path: str | Path) -> dict:
