@@ -99,6 +99,10 @@ class RunOptions:
         ("--threads",), "CPU threads for the frameworks (default: theirs)", type=int, metavar="N"))
     telemetry: bool = option(True, Flag(
         ("--no-telemetry",), "skip the energy and host-memory meters", action="store_const", const=False))
+    energy_estimate: bool = option(False, Flag(
+        ("--energy-estimate",), "where no meter reads energy (no RAPL, no NVML), record a modelled CPU "
+        "figure, labelled 'estimate' (default: energy is 'not measured' there)", action="store_const",
+        const=True))
     cpu_tdp_w: float | None = option(None, Flag(
         ("--cpu-tdp",), "CPU TDP in watts for the energy estimate", type=float, metavar="W"))
     accuracy: bool = option(True, Flag(

@@ -82,23 +82,34 @@ def test_energy_block_arithmetic_and_none_rules():
     assert zero["joules"] is None and "zero_delta" in zero["notes"] and zero["reason"]
 
 
-def test_open_window_cpu_on_this_machine_gives_a_labelled_estimate():
-    win = open_window("cpu")
+def test_open_window_cpu_on_this_machine_gives_a_labelled_estimate_when_asked():
+    win = open_window("cpu", energy_estimate=True)
     if win.energy_method == "rapl":  # a machine with readable RAPL counters
         win.close()
         pytest.skip("RAPL is readable here; the estimate path is covered with a missing root below")
     _check_estimate_window(win)
 
 
+def test_without_a_meter_energy_is_not_measured_by_default(tmp_path):
+    win = open_window("cpu", powercap_root=tmp_path / "absent")
+    assert win.energy_method == "unavailable" and win.min_window_s == 0
+    win.start()
+    res = win.stop(steps=4, units_per_step=10)
+    win.close()
+    e = res["energy"]
+    assert e["joules_per_step"] is None and e["joules"] is None
+    assert "not measured" in e["reason"] and "--energy-estimate" in e["reason"]
+
+
 def test_open_window_cpu_without_powercap_is_estimate(tmp_path):
-    win = open_window("cpu", powercap_root=tmp_path / "absent", cpu_tdp_w=50.0)
+    win = open_window("cpu", powercap_root=tmp_path / "absent", cpu_tdp_w=50.0, energy_estimate=True)
     res = _check_estimate_window(win)
     assert res["energy"]["estimate_inputs"]["tdp_w"] == 50.0
     assert any("RAPL unavailable" in n for n in res["energy"]["notes"])
 
 
 def _check_estimate_window(win) -> dict:
-    assert win.energy_method == "estimate" and win.min_window_s >= 1.0
+    assert win.energy_method == "estimate" and win.min_window_s == 0  # a model: no 1 s window to wait for
     win.start()
     sum(i * i for i in range(200_000))  # a little real work
     res = win.stop(steps=4, units_per_step=10)

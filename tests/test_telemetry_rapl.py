@@ -124,7 +124,7 @@ def test_permission_denied_on_dram_only_drops_dram(tmp_path):
 
 def test_open_window_cpu_falls_back_to_estimate_on_permission_error(tmp_path):
     standard_tree(tmp_path)
-    win = open_window("cpu", powercap_root=tmp_path, rapl_reader=_denying(("energy_uj",)))
+    win = open_window("cpu", powercap_root=tmp_path, rapl_reader=_denying(("energy_uj",)), energy_estimate=True)
     win.start()
     res = win.stop(steps=1)
     win.close()

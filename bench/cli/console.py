@@ -75,7 +75,7 @@ def summary_table(records: list[dict], title: str = "xpubench results") -> Table
     table = Table(title=title, show_lines=False, title_justify="left")
     for col, just in (("case", "left"), ("mode", "left"), ("backend", "left"), ("status", "left"),
                       ("median", "right"), ("±CI95", "right"), ("throughput", "right"),
-                      ("J/unit", "right"), ("peak mem", "right"), ("err vs fp32", "right")):
+                      ("J/unit", "right"), ("case peak mem", "right"), ("err vs fp32", "right")):
         table.add_column(col, justify=just, overflow="fold")
     for r in records:
         status = r["status"]
@@ -84,14 +84,18 @@ def summary_table(records: list[dict], title: str = "xpubench results") -> Table
             t = r["time_s"]
             energy = r.get("energy") or {}
             jpu = energy.get("joules_per_unit")
-            jtxt = "-" if jpu is None else f"{jpu:.3g}" + (" est" if energy.get("method") == "estimate" else "")
+            jtxt = ("not measured" if jpu is None else f"{jpu:.3g}"
+                    + (" est" if energy.get("method") == "estimate" else ""))
             mem = r.get("memory") or {}
-            peak = mem.get("device_peak_bytes") or mem.get("host_peak_bytes")
+            # the case's own peak: device memory where the device has its own, else host
+            # memory above the baseline taken before the case was built
+            dev, host = mem.get("device_peak_bytes"), mem.get("host_peak_bytes")
+            peak = f"{fmt_bytes(dev)} dev" if dev else (f"{fmt_bytes(host)} host" if host is not None else "-")
             err = r.get("error_vs_fp32")
             table.add_row(escape(f"{r['suite']}/{r['case']}"), r["mode"], r["backend"], f"[{style}]ok[/]",
                           fmt_time(t["median"]), f"{t['rel_ci'] * 100:.1f}%",
                           fmt_rate(r.get("throughput_per_s"), r.get("unit", "")), jtxt,
-                          fmt_bytes(peak), "-" if err is None else f"{err:.1e}")
+                          peak, "-" if err is None else f"{err:.1e}")
         else:
             table.add_row(escape(f"{r['suite']}/{r['case']}"), r["mode"], r["backend"], f"[{style}]{status}[/]",
                           "-", "-", escape((r.get("reason") or "")[:60]), "-", "-", "-")

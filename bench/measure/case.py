@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from xpubench.errors import SkipCase
+from xpubench.hardware.telemetry.host_memory import HostPeakMeter
 from xpubench.measure import record
 from xpubench.measure import step as measuring
 from xpubench.measure.latency import latency_block
@@ -36,16 +37,25 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         return rec
     backend.activate()
     backend.reset_peak_memory()  # before the build: the peak is this case's own
+    # Host memory too: a baseline before the build (after earlier cases' memory is
+    # handed back), so the peak does not depend on which cases ran before in this worker.
+    host = HostPeakMeter() if options.telemetry else None
+    if host is not None:
+        host.start(release_first=True)
     try:
-        step = backend.build(case, options=options)
-    except SkipCase as e:
-        rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
-        return rec
-    record.note_step(rec, step)
-    # latency cases: every call timed on its own, until a number of calls
-    timing = replace(options.timing_config(), per_call=True) if case.latency else None
-    m = measuring.measure_step(backend, step, options, timer=timer, on_round=on_round,
-                               units_per_step=rec["units_per_step"], timing=timing)
+        try:
+            step = backend.build(case, options=options)
+        except SkipCase as e:
+            rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
+            return rec
+        record.note_step(rec, step)
+        # latency cases: every call timed on its own, until a number of calls
+        timing = replace(options.timing_config(), per_call=True) if case.latency else None
+        m = measuring.measure_step(backend, step, options, timer=timer, on_round=on_round,
+                                   units_per_step=rec["units_per_step"], timing=timing, host=host)
+    finally:
+        if host is not None:
+            host.close()
     rec.update(layout(m))
     if case.latency and m.timing is not None:
         rec["latency_s"] = latency_block(m.timing.samples)

@@ -18,6 +18,7 @@ from xpubench.measure.timing import OnRound, TimingConfig, TimingResult, measure
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend, Step
+    from xpubench.hardware.telemetry.host_memory import HostPeakMeter
     from xpubench.options import RunOptions
 
 
@@ -86,8 +87,10 @@ class StepMeasurement:
         return self.units_per_step / med if (self.units_per_step and med) else None
 
 
-def open_telemetry(backend: "Backend", options: "RunOptions") -> tuple[Any, str]:
-    """A telemetry window for the backend's device, or (None, why not)."""
+def open_telemetry(backend: "Backend", options: "RunOptions", host_memory: bool = True) -> tuple[Any, str]:
+    """A telemetry window for the backend's device, or (None, why not).
+
+    ``host_memory``: False when the caller meters host memory over the whole case."""
     from xpubench.measure.record import one_line
 
     if not options.telemetry:
@@ -96,7 +99,8 @@ def open_telemetry(backend: "Backend", options: "RunOptions") -> tuple[Any, str]
         from xpubench.hardware.telemetry import open_window
 
         return open_window(backend.device_kind, backend.spec.device_index, device_uuid=backend.device_uuid(),
-                           cpu_tdp_w=options.cpu_tdp_w), ""
+                           cpu_tdp_w=options.cpu_tdp_w, energy_estimate=options.energy_estimate,
+                           host_memory=host_memory), ""
     except Exception as exc:  # a meter that cannot open must not lose the timing
         return None, f"telemetry failed to open: {one_line(exc)}"
 
@@ -114,12 +118,15 @@ def spread_warnings(timing: TimingResult, target_rel_ci: float) -> list[str]:
 
 def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
                  timer: BlockTimer | None = None, on_round: OnRound | None = None,
-                 units_per_step: float | None = None, timing: TimingConfig | None = None) -> StepMeasurement:
+                 units_per_step: float | None = None, timing: TimingConfig | None = None,
+                 host: "HostPeakMeter | None" = None) -> StepMeasurement:
     """Warm up, calibrate and time ``step`` under ``options``; meters run over the timed rounds.
 
     The caller has activated the backend, reset its peak memory and built the step
     (so the peak is this step's own). ``timing`` replaces the options' timing profile
     (the probe has its own); ``on_round(rounds, seconds_per_step)`` sees each timed round.
+    ``host``: a host-memory meter the caller started before building the case; without
+    one, host memory is metered over the timed rounds only (and the method says so).
     """
     timer = timer or BackendTimer(backend)
     cfg = replace(timing or options.timing_config())  # a copy: the window may lengthen it
@@ -128,7 +135,7 @@ def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
     if timer.disabled:
         timer.run_once(step)
         return m
-    window, why_not = open_telemetry(backend, options)
+    window, why_not = open_telemetry(backend, options, host_memory=host is None)
     if window is not None:
         cfg.min_window_s = max(cfg.min_window_s, window.min_window_s)  # energy needs a long enough window
 
@@ -153,6 +160,9 @@ def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
         if window is not None:
             window.close()
     _read_meters(m, backend, tele, why_not)
+    if host is not None:
+        m.memory.update(host.stop().as_case_dict())
+        m.memory["method"] = f"device: {m.memory.get('device_method')}; host: {m.memory.get('host_method')}"
     m.warnings += spread_warnings(m.timing, cfg.target_rel_ci)
     return m
 

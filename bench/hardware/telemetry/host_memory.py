@@ -66,6 +66,26 @@ def _rss_bytes() -> int | None:
         return None
 
 
+def release_free_memory() -> None:
+    """Give back what earlier cases freed, so a baseline taken now is what the process holds.
+
+    Python's garbage first, then glibc's free lists (``malloc_trim``): freed heap
+    memory would otherwise stay resident and hide the next case's own allocations.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        pass
+
+
 def reset_peak_rss() -> bool:
     """Reset VmHWM; True when the kernel accepted it."""
     try:
@@ -87,6 +107,12 @@ class HostPeak:
                 "host_peak_delta_bytes": self.host_peak_delta_bytes,
                 "host_method": self.host_method}
 
+    def as_case_dict(self) -> dict:
+        """The record's host figures when the meter ran over a whole case: ``host_peak_bytes``
+        is the case's own peak above its baseline; the process's whole RSS peak beside it."""
+        return {"host_peak_bytes": self.host_peak_delta_bytes, "host_rss_peak_bytes": self.host_peak_bytes,
+                "host_method": f"{self.host_method}; above the case's baseline (taken before its build)"}
+
 
 class HostPeakMeter:
     """Peak RSS of this process between ``start()`` and ``stop()``.
@@ -104,8 +130,11 @@ class HostPeakMeter:
         self._sampled_max = 0
         self._sampler = Poller(self._sample_once, self.sample_interval_s, "xpubench-rss")
 
-    def start(self) -> None:
+    def start(self, release_first: bool = False) -> None:
+        """Begin the window; ``release_first`` hands freed memory back first (a case's baseline)."""
         self._stop_sampler()
+        if release_first:
+            release_free_memory()
         self._rss_start = _rss_bytes()
         if self.allow_reset and _status_kib("VmHWM") is not None and reset_peak_rss():
             self._method = "vmhwm-reset"

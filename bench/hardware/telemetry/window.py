@@ -36,7 +36,7 @@ TPU_REASON = "no energy API for TPU in the VM"
 
 
 class TelemetryWindow:
-    def __init__(self, device_kind: str, energy: EnergyMeter, *, host: HostPeakMeter,
+    def __init__(self, device_kind: str, energy: EnergyMeter, *, host: HostPeakMeter | None,
                  gpu_state: GpuStateMonitor | None = None, clock: Callable[[], float] = time.perf_counter,
                  open_notes: list[str] | None = None) -> None:
         self.device_kind = device_kind
@@ -64,7 +64,8 @@ class TelemetryWindow:
         if self._t0 is not None:
             raise RuntimeError("telemetry window already started")
         # cheapest and least time-critical first; the energy edge last, nearest the timed rounds
-        self.host.start()
+        if self.host is not None:  # None: the caller meters host memory over the whole case
+            self.host.start()
         if self.gpu_state is not None:
             self.gpu_state.start()
         self.load.start()
@@ -83,7 +84,7 @@ class TelemetryWindow:
         if self.gpu_state is not None:
             device_state, gpu_warnings = self.gpu_state.stop()
             warnings += gpu_warnings
-        host = self.host.stop()
+        host = self.host.stop() if self.host is not None else None
         load = self.load.stop()
 
         reading.notes[:0] = self.open_notes
@@ -101,7 +102,7 @@ class TelemetryWindow:
         busy = load.busy_warning()
         if busy:
             warnings.append(busy)
-        return {"energy": block, "host_memory": host.as_dict(), "device_state": device_state,
+        return {"energy": block, "host_memory": host.as_dict() if host else {}, "device_state": device_state,
                 "warnings": warnings}
 
     def close(self) -> None:
@@ -120,7 +121,8 @@ class TelemetryWindow:
 
 
 def open_window(device_kind: str, device_index: int | None = None, *, device_uuid: str | None = None,
-                cpu_tdp_w: float | None = None, nvml: Any = None, powercap_root: str | Path = "/sys/class/powercap",
+                cpu_tdp_w: float | None = None, energy_estimate: bool = False, host_memory: bool = True,
+                nvml: Any = None, powercap_root: str | Path = "/sys/class/powercap",
                 clock: Callable[[], float] = time.perf_counter,
                 rapl_reader: Callable[[Path], str] | None = None) -> TelemetryWindow:
     """Pick the best energy source for ``device_kind`` and build a window.
@@ -130,29 +132,37 @@ def open_window(device_kind: str, device_index: int | None = None, *, device_uui
     ``device_index``: the framework's device ordinal; ``device_uuid``: its UUID as NVML
     spells it ("GPU-..."), which the backend knows (``Backend.device_uuid()``) and which
     finds the right NVML device whatever the orders; without it the ordinal is mapped
-    through CUDA_VISIBLE_DEVICES and the notes say it was assumed.  ``nvml``,
-    ``rapl_reader``, ``clock``: injection points for tests.
+    through CUDA_VISIBLE_DEVICES and the notes say it was assumed.  ``energy_estimate``:
+    on a CPU without RAPL, a modelled figure (labelled ``estimate``) instead of "not
+    measured". ``host_memory``: False when the caller meters host memory itself (over
+    the whole case, from before its build).  ``nvml``, ``rapl_reader``, ``clock``:
+    injection points for tests.
     """
     kind = device_kind.lower()
-    host = HostPeakMeter()
+    host = HostPeakMeter() if host_memory else None
     if kind not in DEVICE_KINDS:
         why = f"no energy meter for {kind} devices (meters exist for {', '.join(DEVICE_KINDS)})"
         return TelemetryWindow(kind, UnavailableMeter(why), host=host, clock=clock)
     if kind == "tpu":
         return TelemetryWindow(kind, UnavailableMeter(TPU_REASON, scope="tpu"), host=host, clock=clock)
     if kind == "cpu":
-        return TelemetryWindow(kind, _cpu_energy(cpu_tdp_w, powercap_root, rapl_reader, clock),
+        return TelemetryWindow(kind, _cpu_energy(cpu_tdp_w, powercap_root, rapl_reader, clock, energy_estimate),
                                host=host, clock=clock)
     energy, state, notes = _gpu_energy(device_index, device_uuid, nvml, clock)
     return TelemetryWindow(kind, energy, host=host, gpu_state=state, clock=clock, open_notes=notes)
 
 
-def _cpu_energy(cpu_tdp_w: float | None, powercap_root: str | Path,
-                reader: Callable[[Path], str] | None, clock: Callable[[], float]) -> EnergyMeter:
+def _cpu_energy(cpu_tdp_w: float | None, powercap_root: str | Path, reader: Callable[[Path], str] | None,
+                clock: Callable[[], float], estimate: bool) -> EnergyMeter:
     try:
         return RaplMeter(powercap_root, reader=reader)
     except RaplUnavailable as exc:
         why = f"RAPL unavailable: {exc}"
+    if not estimate:
+        # A model of power from utilisation carries no information the time does not:
+        # it is not shown as a measurement unless asked for.
+        return UnavailableMeter(f"not measured: {why} (--energy-estimate records a modelled figure)",
+                                scope="cpu-package")
     return CpuEstimateMeter(_cpu_model(), os.cpu_count() or 1, cpu_tdp_w=cpu_tdp_w, clock=clock, why=why)
 
 
