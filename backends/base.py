@@ -131,6 +131,7 @@ class Context(Protocol):
     seed: int
     overrides: dict[str, Any]
     compile_s: float | None  # ahead-of-time compile seconds so far (None: compiles nothing)
+    options: "RunOptions | None"  # the run's options (e.g. torch_compile); None outside a run
 
     def randn(self, name: str, shape: Sequence[int], scale: float = 1.0, mean: float = 0.0) -> Any:
         """fp32 normal samples on the device (parameters, targets)."""

@@ -46,7 +46,7 @@ def test_torch_and_jax_are_registered_like_any_third_party():
     assert {"torch", "jax"} <= set(classes) and not registry.broken()
     assert classes["torch"].__module__ == "xpubench.backends.torch.backend"
     ours = md.distribution("xpubench").entry_points
-    assert {ep.name for ep in ours if ep.group == registry.GROUP} == {"torch", "jax"}
+    assert {ep.name for ep in ours if ep.group == registry.GROUP} == {"torch", "jax", "onnxruntime"}
 
 
 def test_a_registered_distribution_adds_a_framework(with_numpy_dist):

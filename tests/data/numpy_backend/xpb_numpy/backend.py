@@ -15,7 +15,8 @@ from xpubench.seeding import seed_for
 class NumpyContext:
     """The Context protocol (xpubench.backends.base.Context) over numpy arrays."""
 
-    def __init__(self, precision: str, overrides: dict[str, Any] | None, seed: int = 0):
+    def __init__(self, precision: str, overrides: dict[str, Any] | None, seed: int = 0, options: Any = None):
+        self.options = options  # the run's options (RunOptions), None outside a run
         self.device = "cpu"
         self.precision = precision
         self.compute_dtype = np.float32
@@ -75,8 +76,8 @@ class NumpyBackend(Backend):
     def activate(self) -> None:
         pass
 
-    def context(self, overrides: dict[str, Any] | None = None) -> NumpyContext:
-        return NumpyContext(self.spec.precision, overrides)
+    def context(self, overrides: dict[str, Any] | None = None, options: Any = None) -> NumpyContext:
+        return NumpyContext(self.spec.precision, overrides, options=options)
 
     @property
     def waits(self) -> bool:
