@@ -20,7 +20,7 @@ from xpubench.errors import UserError
 from xpubench.results.jsonsafe import json_safe
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "skipped", "oom", "timeout", "crashed", "diverged", "error")
+STATUSES = ("ok", "skipped", "oom", "timeout", "crashed", "diverged", "not_converged", "error")
 FAILED_STATUSES = frozenset(STATUSES) - {"ok", "skipped"}
 MEASUREMENT_REQUIRED = ("suite", "case", "mode", "backend", "status")
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from xpubench.errors import UserError
 
 SIZES = ("smoke", "default", "large")
-MODES = ("forward", "forward_backward", "step", "train_step", "inference")
+MODES = ("forward", "forward_backward", "step", "train_step", "inference", "train_to_target")
 
 # Suite modules shipped with xpubench; more can be added with the environment
 # variable XPUBENCH_SUITE_MODULES (comma-separated import paths), which the worker
@@ -31,6 +31,7 @@ BUILTIN_SUITE_MODULES = (
     "xpubench.suites.optimizers",
     "xpubench.suites.training",
     "xpubench.suites.inference",
+    "xpubench.suites.convergence",
 )
 
 
