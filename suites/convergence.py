@@ -66,7 +66,7 @@ mnist_cnn = workload(
     description="the primer's MNIST CNN with Adadelta, batch 128, dropout, early stopping, to a held-out "
                 "accuracy (digits 8x8 offline; large: real MNIST to 99%)",
     sizes={"smoke": dict(data="digits", batch=128, target=0.9, max_epochs=40, max_seconds=60.0, patience=5),
-           "default": dict(data="digits", batch=128, target=0.98, max_epochs=60, max_seconds=120.0, patience=10),
+           "default": dict(data="digits", batch=128, target=0.98, max_epochs=60, max_seconds=240.0, patience=10),
            "large": dict(data="mnist", batch=128, target=0.99, max_epochs=24, max_seconds=3600.0, patience=3)},
     work=_cnn_work,
 )
@@ -77,7 +77,7 @@ lstm_lm = workload(
     sizes={"smoke": dict(data="stdlib", batch=16, seq=32, hidden=64, layers=1, steps_per_epoch=25,
                          target=4.0, max_epochs=30, max_seconds=60.0, patience=3),
            "default": dict(data="stdlib", batch=32, seq=64, hidden=128, layers=1, steps_per_epoch=50,
-                           target=2.8, max_epochs=40, max_seconds=180.0, patience=3),
+                           target=3.0, max_epochs=40, max_seconds=300.0, patience=3),
            "large": dict(data="stdlib", batch=64, seq=128, hidden=512, layers=2, steps_per_epoch=200,
                          target=2.0, max_epochs=100, max_seconds=3600.0, patience=4)},
     work=_lm_work,

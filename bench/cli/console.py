@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "oom": "red", "timeout": "red",
-                "crashed": "red", "diverged": "yellow", "error": "red"}
+                "crashed": "red", "diverged": "yellow", "not_converged": "yellow", "error": "red"}
 
 
 def fmt_time(s: float | None) -> str:

@@ -179,8 +179,7 @@ def step_time_block(curve: Iterable[CurvePoint]) -> dict[str, Any] | None:
     samples = [p.train_s / s for p, s in _epoch_steps(curve) if s > 0]
     if not samples:
         return None
-    stats = summarize(samples).to_dict()
-    return {k: stats[k] for k in ("median", "mean", "min", "max", "iqr", "ci95", "rounds")} | {
+    return summarize(samples).to_dict() | {
         "iterations_per_round": None, "stop_reason": "train_to_target", "samples": samples,
         "method": "training seconds of each epoch / its steps (waited on by the builder)"}
 
