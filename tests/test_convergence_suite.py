@@ -207,6 +207,21 @@ def test_mnist_cnn_reaches_90_percent_on_digits(backends, spec):
     json.dumps(json_safe(rec), allow_nan=False)
 
 
+def test_jax_fp16_trains_to_the_target_with_loss_scaling():
+    rec = cv.measure_convergence(ready("jax:cpu:fp16"), case_named("mnist_cnn"), seed=0)
+    assert rec["status"] == "ok", rec["reason"]
+    assert rec["best_metric"] >= 0.9 and "GradScaler" in rec["notes"]["loss_scaling"]
+
+
+def test_torch_fp16_on_a_cpu_that_emulates_it_is_skipped_with_the_reason(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("XPUBENCH_CPU_FP16", raising=False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {}, raising=False)  # no AVX512-FP16/AMX-FP16
+    rec = cv.measure_convergence(ready("torch:cpu:fp16"), case_named("mnist_cnn"))
+    assert rec["status"] == "skipped" and "emulated" in rec["reason"]
+
+
 def test_an_unreachable_target_is_not_converged_with_the_best_figure(backends):
     rec = cv.measure_convergence(backends["torch:cpu:fp32"], case_named("mnist_cnn"), target=1.01, max_epochs=3)
     assert rec["status"] == "not_converged"
@@ -284,6 +299,7 @@ def test_report_parts_draw_bars_with_spread_and_curves():
     html = rc.section_html(runs, lambda fig: placed.append(fig.kind) or "<figure></figure>")
     assert placed == ["time_to_target", "convergence_curve"]
     assert "3/3" in html and "1/2" in html and "plateau, target reached" in html
+    assert "<h2>mnist_cnn</h2>" in html and "<code>mnist_cnn[data=digits]</code>" in html
 
 
 def test_report_escapes_text_from_results_files():

@@ -67,6 +67,11 @@ def groups(records: Iterable[Record]) -> dict[str, list[Group]]:
     return dict(out)
 
 
+def short_name(case: str) -> str:
+    """``mnist_cnn[data=digits,...]`` -> ``mnist_cnn``: the parameters are long for a title."""
+    return case.split("[", 1)[0]
+
+
 def _backend_key(backend: str) -> tuple:
     fw, dev, prec = R.backend_parts(backend)
     order = ("fp32", "tf32") + R.REDUCED_PRECISIONS_ORDER
@@ -93,7 +98,8 @@ def time_to_target_bars(case: str, gs: Sequence[Group]) -> Fig | None:
             "type": "bar", "name": esc(prec),
             "x": [esc(":".join(R.backend_parts(g.backend)[:2])) for g, _ in mine],
             "y": [R.short_num(v) for v in med],
-            "text": [f"{s['converged']}/{s['runs']}" for _, s in mine], "textposition": "outside",
+            "text": [f"{s['converged']}/{s['runs']}" for _, s in mine], "textposition": "inside",
+            "insidetextanchor": "start",
             "hovertext": [f"{esc(g.backend)}<br>median {_fmt(m)} s over {s['runs']} runs, "
                           f"{s['converged']} reached the target<br>fastest {_fmt(a)} s, slowest {_fmt(b)} s"
                           for (g, s), m, a, b in zip(mine, med, lo, hi)],
@@ -105,7 +111,7 @@ def time_to_target_bars(case: str, gs: Sequence[Group]) -> Fig | None:
                                        for m, a in zip(med, lo)]},
         })
     target = gs[0].target
-    title = f"{esc(case)}: time to {esc(gs[0].metric)} {_fmt(target, 4)} (lower is better)"
+    title = f"{esc(short_name(case))}: time to {esc(gs[0].metric)} {_fmt(target, 4)} (lower is better)"
     lay = layout(title, "framework:device", "seconds to target (median of runs)", barmode="group", bargap=0.3)
     caption = ("Bars: median seconds of training and evaluation until the held-out target was met, compile "
                "time apart; whiskers: fastest and slowest run that met it; label: runs that met it / runs.")
@@ -134,7 +140,7 @@ def metric_curves(case: str, gs: Sequence[Group]) -> Fig | None:
     if not traces:
         return None
     metric, target = gs[0].metric, gs[0].target
-    lay = layout(f"{esc(case)}: held-out {esc(metric)} against time", "seconds (training + evaluation)",
+    lay = layout(f"{esc(short_name(case))}: held-out {esc(metric)} against time", "seconds (training + evaluation)",
                  esc(metric))
     if target is not None:
         lay["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": target, "y1": target,
@@ -178,8 +184,9 @@ def section_html(records: Iterable[Record], figure: Callable[[Fig | None], str])
     for case, gs in by_case.items():
         metric = gs[0].metric
         target = gs[0].target
-        parts.append(f"<h2>{esc(case)}</h2><p>Target: held-out {esc(metric)} "
-                     f"{'≥' if gs[0].runs[0].get('higher_is_better', True) else '≤'} {esc(_fmt(target, 4))}.</p>")
+        parts.append(f"<h2>{esc(short_name(case))}</h2><p>Target: held-out {esc(metric)} "
+                     f"{'≥' if gs[0].runs[0].get('higher_is_better', True) else '≤'} {esc(_fmt(target, 4))}. "
+                     f"Case: <code>{esc(case)}</code>.</p>")
         parts.append(summary_table(case, gs))
         parts.append(figure(time_to_target_bars(case, gs)))
         parts.append(figure(metric_curves(case, gs)))
