@@ -31,15 +31,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from xpubench.measure.convergence import TO_TARGET_MODE, Budget, EarlyStopping
 from xpubench.seeding import seed_for
 from xpubench.spec.registry import Work, workload
 from xpubench.suites import flops as fl
 from xpubench.suites.datasets import IMAGE_HW
+
+if TYPE_CHECKING:  # numpy is imported where data is made: `xpubench list` stays light
+    import numpy as np
 
 MODES = (TO_TARGET_MODE,)
 VOCAB = 256  # bytes
@@ -106,6 +107,8 @@ class Task:
 
     def train_batches(self, epoch: int) -> np.ndarray:
         """(steps, batch) int64: sample indices (a fresh permutation, remainder dropped) or window starts."""
+        import numpy as np
+
         rng = np.random.default_rng([seed_for("order", self.seed), epoch])
         if self.kind == "classify":
             n = len(self.train[1])
@@ -114,6 +117,8 @@ class Task:
 
     def eval_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(indices or window starts, mask) of equal length per call; padding is masked out."""
+        import numpy as np
+
         if self.kind == "classify":
             starts, size = np.arange(len(self.val[1])), min(MAX_EVAL_BATCH, len(self.val[1]))
         else:
@@ -139,11 +144,13 @@ class Task:
 
 
 def _uniform(rng: np.random.Generator, shape: tuple[int, ...], bound: float) -> np.ndarray:
-    return rng.uniform(-bound, bound, shape).astype(np.float32)
+    return rng.uniform(-bound, bound, shape).astype("float32")
 
 
 def mnist_cnn_init(seed: int, hw: int, classes: int = 10) -> dict[str, np.ndarray]:
     """torch's defaults for Conv2d/Linear (weights and biases U(+-1/sqrt(fan_in))), in torch layout."""
+    import numpy as np
+
     from xpubench.suites.models.cnn import mnist_flat_features
 
     rng = np.random.default_rng(seed_for("init", seed))
@@ -171,6 +178,8 @@ def mnist_cnn_to_flax(w: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 def lstm_lm_init(seed: int, hidden: int, layers: int) -> dict[str, np.ndarray]:
     """torch's defaults: embedding N(0, 1), LSTM U(+-1/sqrt(H)), head U(+-1/sqrt(H))."""
+    import numpy as np
+
     rng = np.random.default_rng(seed_for("init", seed))
     bound = 1.0 / math.sqrt(hidden)
     out = {"embed.weight": rng.standard_normal((VOCAB, hidden)).astype(np.float32)}

@@ -7,11 +7,12 @@ device. Nothing here reaches the network unless asked to (MNIST download).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from xpubench.errors import UserError
+
+if TYPE_CHECKING:  # numpy loads with the data, not when `xpubench list` imports the suite
+    import numpy as np
 
 
 class DataUnavailable(UserError):
