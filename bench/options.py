@@ -113,6 +113,9 @@ class RunOptions:
         ("--torch-compile",), "torch training cases through torch.compile (inductor; optional mode, e.g. "
         "max-autotune); compile time is recorded apart as compile_s", nargs="?", const="default",
         metavar="MODE"))
+    seed: int = option(0, Flag(
+        ("--seed",), "base seed of the inputs and, for convergence cases, of the initial weights and "
+        "data order (default 0)", type=int, metavar="N"))
     # address space a worker may add after setup (tests); no flag
     memory_limit_bytes: int | None = option(None)
 

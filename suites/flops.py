@@ -42,10 +42,11 @@ def conv2d_flops(n: int, h_out: int, w_out: int, c_in: int, c_out: int, k: int) 
     return 2.0 * n * h_out * w_out * c_out * c_in * k * k
 
 
-def mnist_cnn_forward_flops(batch: int) -> float:
-    """Keras mnist_cnn: conv 3x3x32 (26x26), conv 3x3x64 (24x24), dense 9216->128, 128->10."""
-    return (conv2d_flops(batch, 26, 26, 1, 32, 3) + conv2d_flops(batch, 24, 24, 32, 64, 3)
-            + linear_flops(batch, 12 * 12 * 64, 128) + linear_flops(batch, 128, 10))
+def mnist_cnn_forward_flops(batch: int, hw: int = 28) -> float:
+    """Keras mnist_cnn: conv 3x3x32 (26x26), conv 3x3x64 (24x24), dense 9216->128, 128->10
+    (at 28 px; ``hw`` for other square inputs)."""
+    return (conv2d_flops(batch, hw - 2, hw - 2, 1, 32, 3) + conv2d_flops(batch, hw - 4, hw - 4, 32, 64, 3)
+            + linear_flops(batch, ((hw - 4) // 2) ** 2 * 64, 128) + linear_flops(batch, 128, 10))
 
 
 def resnet_forward_flops(batch: int, hw: int, width: int, classes: int,

@@ -87,7 +87,8 @@ def test_a_latency_batch_adds_one_latency_case_per_variant():
 
 def test_a_latency_case_records_percentiles_of_its_calls():
     from xpubench.backends.base import make_backend
-    from xpubench.run.worker import RunOptions, measure_case
+    from xpubench.measure.case import measure_case
+    from xpubench.options import RunOptions
     from xpubench.spec import registry as specmod
 
     case = next(c for c in specmod.select(["inference"], ["gpt"], "smoke") if c.latency)

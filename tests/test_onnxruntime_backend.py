@@ -14,7 +14,8 @@ from xpubench.backends.base import BackendSpec, all_specs, make_backend
 from xpubench.backends.onnxruntime import backend as ob
 from xpubench.backends.onnxruntime import export as ex
 from xpubench.backends.onnxruntime import quantize as oq
-from xpubench.run.worker import RunOptions, measure_case
+from xpubench.measure.case import measure_case
+from xpubench.options import RunOptions
 from xpubench.spec import registry as specmod
 from xpubench.suites.common import rel_l2
 from xpubench.suites.inference import common as cm

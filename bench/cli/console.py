@@ -14,7 +14,7 @@ from rich.table import Table
 from xpubench.fmt import fmt_bytes, fmt_rate, fmt_time
 
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "oom": "red", "timeout": "red",
-                "crashed": "red", "diverged": "yellow", "error": "red"}
+                "crashed": "red", "diverged": "yellow", "not_converged": "yellow", "error": "red"}
 
 
 class RunDisplay:

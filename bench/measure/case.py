@@ -9,6 +9,7 @@ from xpubench.errors import SkipCase
 from xpubench.hardware.telemetry.host_memory import HostPeakMeter
 from xpubench.measure import record
 from xpubench.measure import step as measuring
+from xpubench.measure.convergence import TO_TARGET_MODE, measure_convergence
 from xpubench.measure.latency import latency_block
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     reason = backend.skip_reason(case)
     if reason:
         rec.update(status="skipped", reason=reason)
+        return rec
+    if case.mode == TO_TARGET_MODE:  # convergence: train to a target, not timed rounds of one step
+        on_epoch = (lambda p: on_round(p.epoch, p.train_s)) if on_round else None
+        rec.update(measure_convergence(backend, case, seed=options.seed, on_epoch=on_epoch))
         return rec
     backend.activate()
     backend.reset_peak_memory()  # before the build: the peak is this case's own

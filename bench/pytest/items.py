@@ -50,12 +50,15 @@ def recorded_warnings(into: list[str]) -> Iterator[None]:
 def run_case(config: Any, full_name: str, spec: str, benchmark: Any) -> None:
     """Body of the built-in ``test_suite`` item: one case on one backend."""
     from xpubench.measure.case import measure_case
+    from xpubench.measure.convergence import TO_TARGET_MODE
     from xpubench.measure.record import error_record, extra_info_fields
     from xpubench.pytest.timer import BenchmarkTimer
     from xpubench.results.jsonsafe import json_safe
 
     state = get_state(config)
     case = state.case(full_name)
+    if case.mode == TO_TARGET_MODE:  # a whole training run, not a step pytest-benchmark can time
+        pytest.skip(f"{full_name} trains to a target: run it with `xpubench run -s {case.suite}`")
     backend = state.backend(spec)
     if benchmark.group is None:
         benchmark.group = full_name  # one table per case: its backends side by side

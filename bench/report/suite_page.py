@@ -8,7 +8,8 @@ from urllib.parse import quote
 
 from xpubench.fmt import DASH, fmt_pct, fmt_si, fmt_time
 from xpubench.hardware.roofline import MFU_SUITES
-from xpubench.report import bar_figures, ratio_figures
+from xpubench.measure.convergence import TO_TARGET_MODE
+from xpubench.report import bar_figures, convergence, latency, ratio_figures
 from xpubench.report.figures import Entry, Fig, backend_order, si
 from xpubench.report.model import Model
 from xpubench.report.page import ROOFLINE, Page, status_table, table, td
@@ -72,7 +73,14 @@ def suite_page(model: Model, suite: str) -> Page:
                          "on this machine (choose one with --baseline).</p>")
         else:
             parts.append(f'<p class="muted">Baseline for speedups: {esc(baseline)}</p>')
+        if any(e.m.mode == TO_TARGET_MODE for e in entries):
+            # every seed of the machine's newest run of this suite: time to target and curves
+            newest = [r for r in model.runs if r.machine_id == mid and any(m.suite == suite for m in r.measurements)]
+            parts.append(convergence.section_html([m.raw for m in newest[-1].measurements if m.suite == suite],
+                                                  page.figure))
         cards = [page.figure(f, wide=w) for f, w in suite_figures(entries, baseline)]
+        # latency cases (batch 1, every call timed): p50/p99 latency against batched throughput
+        cards += [page.figure(f, wide=True) for f in latency.latency_throughput_figures([e.m.raw for e in entries])]
         parts.append('<div class="grid">' + "".join(cards) + "</div>" if cards
                      else '<p class="empty">No ok measurements to plot.</p>')
         parts.append(efficiency_section(entries, mid, training=suite in MFU_SUITES))

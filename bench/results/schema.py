@@ -23,7 +23,7 @@ from typing import Any
 from xpubench.errors import UserError
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "skipped", "oom", "timeout", "crashed", "diverged", "error")
+STATUSES = ("ok", "skipped", "oom", "timeout", "crashed", "diverged", "error", "not_converged")
 FAILED_STATUSES = frozenset(STATUSES) - {"ok", "skipped"}
 MEASUREMENT_REQUIRED = ("suite", "case", "mode", "backend", "status")
 

@@ -21,7 +21,7 @@ from xpubench.errors import UserError
 
 SIZES = ("smoke", "default", "large")
 LATENCY_PARAM = "latency"  # a case parameter: measured per call, latency percentiles recorded
-MODES = ("forward", "forward_backward", "step", "train_step", "inference")
+MODES = ("forward", "forward_backward", "step", "train_step", "inference", "train_to_target")
 
 # Suite modules shipped with xpubench; more can be added with the environment
 # variable XPUBENCH_SUITE_MODULES (comma-separated import paths), which the worker
@@ -32,6 +32,7 @@ BUILTIN_SUITE_MODULES = (
     "xpubench.suites.optimizers",
     "xpubench.suites.training",
     "xpubench.suites.inference",
+    "xpubench.suites.convergence",
 )
 
 
@@ -67,6 +68,9 @@ class Workload:
     # Inference workloads: besides the throughput cases, one latency case per variant at
     # this batch (params batch=<it>, latency=True), each call timed on its own.
     latency_batch: int | None = None
+    # Opt-in workloads (training to a target takes minutes) run only when their suite is
+    # named (``-s convergence``), not in a plain run of every suite.
+    opt_in: bool = False
     builders: dict[str, Callable] = field(default_factory=dict)
     module: str = ""  # the suite module that declared it
 
@@ -213,7 +217,7 @@ def select(
     for s in suites_ or []:
         if s not in known:
             raise UserError(f"unknown suite {s!r}; accepted: {', '.join(known)}")
-    cases = [c for c in all_cases(size) if not suites_ or c.suite in suites_]
+    cases = [c for c in all_cases(size) if (c.suite in suites_ if suites_ else not c.workload.opt_in)]
     if patterns:
         for p in patterns:
             if not any(_matches(c, p) for c in cases):

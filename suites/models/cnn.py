@@ -2,7 +2,8 @@
 
 MNIST CNN (Keras ``examples/mnist_cnn.py``): Conv 32 3x3 ReLU, Conv 64 3x3 ReLU,
 MaxPool 2x2, Dropout 0.25, Flatten, Dense 128 ReLU, Dropout 0.5, Dense 10 on
-28x28x1 images: 1,199,882 parameters. The flatten order differs (torch flattens
+28x28x1 images: 1,199,882 parameters (other square sizes: the dense layer takes the
+pooled features, ``mnist_flat_features(hw)``). The flatten order differs (torch flattens
 C,H,W; flax H,W,C); the function and parameter count do not.
 
 ResNet-18: basic blocks (3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU),
@@ -26,6 +27,11 @@ BN_EPS = 1e-5
 RESNET18_BLOCKS = (2, 2, 2, 2)
 
 
+def mnist_flat_features(hw: int) -> int:
+    """Inputs to the MNIST CNN's first dense layer: 64 maps of two valid 3x3 convs, pooled 2x2."""
+    return ((hw - 4) // 2) ** 2 * 64
+
+
 def imagenet_stem(hw: int) -> bool:
     return hw >= 64
 
@@ -38,12 +44,12 @@ def _torch() -> SimpleNamespace:
     import torch.nn.functional as F
 
     class MnistCNN(nn.Module):
-        def __init__(self):
+        def __init__(self, hw: int = 28):
             super().__init__()
             self.conv1 = nn.Conv2d(1, 32, 3)
             self.conv2 = nn.Conv2d(32, 64, 3)
             self.drop1 = nn.Dropout(0.25)
-            self.fc1 = nn.Linear(12 * 12 * 64, 128)
+            self.fc1 = nn.Linear(mnist_flat_features(hw), 128)
             self.drop2 = nn.Dropout(0.5)
             self.fc2 = nn.Linear(128, MNIST_CLASSES)
 
@@ -98,8 +104,8 @@ def _torch() -> SimpleNamespace:
     return SimpleNamespace(MnistCNN=MnistCNN, ResNet=ResNet)
 
 
-def torch_mnist_cnn():
-    return _torch().MnistCNN()
+def torch_mnist_cnn(hw: int = 28):
+    return _torch().MnistCNN(hw)
 
 
 def torch_resnet(hw: int, width: int, classes: int):
@@ -116,11 +122,11 @@ def _flax() -> SimpleNamespace:
         return nnx.max_pool(x, (k, k), strides=(s, s), padding=((pad, pad), (pad, pad)))
 
     class MnistCNN(nnx.Module):
-        def __init__(self, *, dtype, param_dtype, rngs: nnx.Rngs):
+        def __init__(self, *, dtype, param_dtype, rngs: nnx.Rngs, hw: int = 28):
             kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
             self.conv1 = nnx.Conv(1, 32, (3, 3), padding="VALID", **kw)
             self.conv2 = nnx.Conv(32, 64, (3, 3), padding="VALID", **kw)
-            self.fc1 = nnx.Linear(12 * 12 * 64, 128, **kw)
+            self.fc1 = nnx.Linear(mnist_flat_features(hw), 128, **kw)
             self.fc2 = nnx.Linear(128, MNIST_CLASSES, **kw)
 
         def features(self, x, key=None):
@@ -132,7 +138,7 @@ def _flax() -> SimpleNamespace:
             return x.reshape(x.shape[0], -1)
 
         def __call__(self, x, key=None):
-            """x: (N, 28, 28, 1) in [0, 1]; key=None is eval mode."""
+            """x: (N, hw, hw, 1) in [0, 1]; key=None is eval mode."""
             _, k2 = split_key(key, 2)
             x = nnx.relu(self.fc1(self.features(x, key)))
             return self.fc2(jax_dropout(x, 0.5, k2))
@@ -186,8 +192,8 @@ def _flax() -> SimpleNamespace:
     return SimpleNamespace(MnistCNN=MnistCNN, ResNet=ResNet, pool=pool)
 
 
-def flax_mnist_cnn(*, dtype, param_dtype, rngs):
-    return _flax().MnistCNN(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+def flax_mnist_cnn(*, dtype, param_dtype, rngs, hw: int = 28):
+    return _flax().MnistCNN(dtype=dtype, param_dtype=param_dtype, rngs=rngs, hw=hw)
 
 
 def flax_resnet(hw: int, width: int, classes: int, *, dtype, param_dtype, rngs):
