@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from xpubench.hardware import fingerprint as environment
-from xpubench.hardware.fingerprint import cpu_threads_info, fingerprint, validate_machine_id
+from xpubench.hardware import cpu as cpu_module
+from xpubench.hardware.cpu import cpu_threads_info
+from xpubench.hardware.fingerprint import fingerprint, validate_machine_id
 from tests.fakes.nvml import FakeGpu, FakeNvml, driver_not_loaded, library_not_found, not_supported
 
 
@@ -153,7 +155,7 @@ def test_cpuinfo_parser_counts_physical_cores():
     text = ("processor\t: 0\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: 0\nflags\t: avx2\n\n"
             "processor\t: 1\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: 0\nflags\t: avx2\n\n"
             "processor\t: 2\nmodel name\t: Test CPU\nphysical id\t: 0\ncore id\t: 1\nflags\t: avx2\n")
-    fields = environment._parse_cpuinfo(text)
+    fields = cpu_module._parse_cpuinfo(text)
     assert fields["model name"] == "Test CPU"
     assert fields["_physical_pairs"] == "2"
 

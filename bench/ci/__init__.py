@@ -1,0 +1,1 @@
+"""The nightly CI matrix: its definition and the legs it runs."""

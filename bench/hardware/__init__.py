@@ -1,0 +1,1 @@
+"""The machine: fingerprint, ISA peak, probe and ceilings, spec sheet, roofline, telemetry."""

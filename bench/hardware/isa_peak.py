@@ -56,7 +56,7 @@ def _best(flags: Mapping[str, Any], table) -> tuple[float, str] | None:
 
 
 def isa_peak(cpu: Mapping[str, Any], threads: int | None = None) -> IsaPeak | None:
-    """The ISA peak of the CPU block of a fingerprint (``hardware.fingerprint.cpu_info``), or None.
+    """The ISA peak of the CPU block of a fingerprint (``hardware.cpu.cpu_info``), or None.
 
     ``threads``: the threads the frameworks use, when fewer than the cores.
     None when the flags or the clock are unknown: no number is better than a made-up one.

@@ -1,0 +1,1 @@
+"""Workloads, cases and the registry of suites."""

@@ -168,7 +168,7 @@ def _cpu_energy(cpu_tdp_w: float | None, powercap_root: str | Path, reader: Call
 
 @functools.lru_cache(maxsize=1)
 def _cpu_model() -> str | None:
-    from xpubench.hardware.fingerprint import cpu_info  # noqa: PLC0415 - only needed for estimates
+    from xpubench.hardware.cpu import cpu_info  # noqa: PLC0415 - only needed for estimates
 
     return cpu_info().get("model")
 
