@@ -26,9 +26,9 @@ CUDA_ONLY = ("tf32", "fp8")  # no CPU twin in the dry run
 # kind once, the networks in both precisions.
 JAX_CASES = {
     "fp32": ("normalization/layernorm:forward_backward", "dropout/dropout:forward_backward",
-             "optimizers/flat", "training/mnist_cnn", "training/gpt", "training/lstm_lm", "inference/*"),
-    "bf16": ("normalization/layernorm:forward_backward", "training/mnist_cnn", "training/gpt",
-             "inference/mnist_cnn"),
+             "optimizers/flat", "training/mnist_cnn", "training/gpt", "training/lstm_lm",
+             "inference/mnist_cnn[[]variant=dense*"),
+    "bf16": ("normalization/layernorm:forward_backward", "training/mnist_cnn", "training/gpt"),
 }
 # TF32 changes only matrix products and convolutions, which the kernel suites (normalization,
 # dropout: none; optimizers: fp32 only) do not have: tf32 runs on the networks alone.

@@ -127,10 +127,13 @@ def test_dry_run_goes_through_every_stage_and_brings_back_its_files(tmp_path):
     assert any(n.endswith("ceilings.json") for n in names)
     ok = {m["backend"] for r in runs for m in r["measurements"] if m["status"] == "ok"}
     assert {"torch:cpu:fp32", "torch:cpu:bf16", "jax:cpu:fp32", "jax:cpu:bf16"} <= ok
-    methods = {(m["suite"], (m.get("energy") or {}).get("method")) for r in runs for m in r["measurements"]
-               if m["status"] == "ok" and m["backend"].startswith("torch")}
-    # the networks' stage keeps its energy window (RAPL or the labelled estimate on a CPU)
-    assert {meth for suite, meth in methods if suite == "training"} & {"rapl", "estimate"}
+    energy = [(m["suite"], m.get("energy") or {}) for r in runs for m in r["measurements"]
+              if m["status"] == "ok" and m["backend"].startswith("torch")]
+    # the networks' stage keeps its energy window: RAPL where readable, else "not measured" with
+    # the reason (a CPU without a meter records no modelled joules unless --energy-estimate)
+    training = [e for suite, e in energy if suite == "training"]
+    assert training and all(e.get("method") == "rapl" or "not measured" in (e.get("reason") or "")
+                            for e in training)
 
 
 def test_a_pattern_that_no_longer_matches_fails_the_plan_not_the_check(tmp_path, monkeypatch):
