@@ -29,6 +29,8 @@ GIVEN = [
     (["--threads", "3"], ["--xpu-threads", "3"]),
     (["--no-telemetry"], ["--xpu-no-telemetry"]),
     (["--cpu-tdp", "65"], ["--xpu-cpu-tdp", "65"]),
+    (["--energy-estimate"], ["--xpu-energy-estimate"]),
+    (["--seed", "3"], ["--xpu-seed", "3"]),
     (["--no-accuracy"], ["--xpu-no-accuracy"]),
     (["--cold-cache"], ["--xpu-cold-cache"]),
     (["--torch-compile", "max-autotune"], ["--xpu-torch-compile", "max-autotune"]),
