@@ -21,7 +21,7 @@ from xpubench.errors import UserError
 EXTERNAL_COMMANDS = {
     "report": ("xpubench.report.command", "build the static HTML report from results files"),
     "compare": ("xpubench.regress.compare", "compare two sets of runs; exit 1 on a regression"),
-    "probe": ("xpubench.hardware.probe", "measure this machine's ceilings: matmul FLOP/s, memory bandwidth"),
+    "probe": ("xpubench.cli.probe", "measure this machine's ceilings: matmul and vector FLOP/s, memory bandwidth"),
     "matrix": ("xpubench.ci.matrix", "the nightly CI matrix: plan, GitHub JSON"),
 }
 
@@ -171,6 +171,12 @@ def cmd_run(args) -> int:
     attach_roofline(writer.doc, find_ceilings(machine["machine_id"], [args.out, "results"]))
     writer.finish(interrupted=outcome.interrupted)
     out.print(summary_table(outcome.records))
+    from rich.markup import escape
+
+    from xpubench.hardware.roofline_warnings import summary_lines
+
+    for line in summary_lines(writer.measurements):  # figures above a physical roof, with why
+        out.print(f"[yellow]roofline:[/] {escape(line)}", highlight=False, soft_wrap=True)
     out.print(status_counts_line(outcome.counts(), outcome.interrupted))
     out.print(f"results: {path}")
     if args.report and not outcome.interrupted:

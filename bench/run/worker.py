@@ -75,8 +75,7 @@ def base_record(case: specmod.Case, backend_spec) -> dict[str, Any]:
         "mode": case.mode, "size": case.size, "backend": str(backend_spec),
         "framework": backend_spec.framework, "device": backend_spec.device,
         "precision": backend_spec.precision, "status": "ok", "reason": None,
-        "unit": case.unit, "units_per_step": work.units,
-        "flops_per_step": work.flops, "bytes_per_step": work.bytes,
+        "unit": case.unit, **work.record_fields(backend_spec.precision),
     }
 
 
