@@ -74,7 +74,7 @@ class ProbePlan:
 _TIMING = {
     "smoke": dict(time_budget_s=0.1, min_rounds=3, warmup_min_s=0.005, warmup_max_s=0.05,
                   min_round_s=0.002, target_rel_ci=0.05),
-    "default": dict(time_budget_s=0.5, min_rounds=5, warmup_min_s=0.05, warmup_max_s=0.5,
+    "default": dict(time_budget_s=0.4, min_rounds=5, warmup_min_s=0.05, warmup_max_s=0.3,
                     target_rel_ci=0.02),
     "large": dict(time_budget_s=2.0, min_rounds=10, warmup_min_s=0.2, warmup_max_s=2.0,
                   target_rel_ci=0.01),
@@ -82,9 +82,9 @@ _TIMING = {
 _PLANS_CPU = {
     "smoke": (square(64, 128) + (MatmulShape(256, 64, 128), MatmulShape(64, 64, 64, batch=4)),
               16 * MiB, 16 * MiB, 64 * KiB, 0.05),
-    "default": (square(512, 1024, 2048, 4096)
+    "default": (square(512, 1024, 2048)
                 + (MatmulShape(4096, 1024, 1024), MatmulShape(1024, 4096, 1024), MatmulShape(256, 256, 256, batch=64)),
-                256 * MiB, 256 * MiB, 1 * MiB, 0.25),
+                256 * MiB, 256 * MiB, 1 * MiB, 0.5),
     "large": (square(1024, 2048, 4096, 8192)
               + (MatmulShape(8192, 2048, 2048), MatmulShape(2048, 8192, 2048), MatmulShape(512, 512, 512, batch=64)),
               1 * GiB, 1 * GiB, 1 * MiB, 4.0),
