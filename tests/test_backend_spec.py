@@ -67,7 +67,10 @@ def test_every_case_declares_its_work():
         w = c.work
         assert w.units > 0, c.full_name
         assert w.flops is None or w.flops > 0
-        assert w.bytes is None or w.bytes > 0
+        assert w.flops_kind in specmod.FLOPS_KINDS
+        for p in c.workload.precisions:
+            nbytes, ws = w.bytes_at(p), w.working_set_at(p)
+            assert nbytes is None or 0 < ws <= nbytes, c.full_name  # a working set is at most what moves
 
 
 def test_reimporting_a_suite_module_replaces_its_workloads_but_clashes_are_errors():

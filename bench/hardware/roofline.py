@@ -155,7 +155,9 @@ def roofline_fields(record: dict, ceilings: dict | None, spec_peaks: dict | None
         when = roof.get("measured_at") or (ceilings or {}).get("measured_at")
         out["ceilings_source"] = f"measured (xpubench probe{', ' + when if when else ''}; best of {', '.join(roof['frameworks'])})"
         theory = roof.get("theoretical") or {}
-        out.update(theoretical_peak_flops_per_s=matmul_peak(theory.get("matmul_flops_per_s"), precision),
+        # element-wise work runs on the vector units: their peak is the fp32 FMA rate
+        theory_precision = "fp32" if kind == "vector" else precision
+        out.update(theoretical_peak_flops_per_s=matmul_peak(theory.get("matmul_flops_per_s"), theory_precision),
                    theoretical_source=theory.get("source") or theory.get("name"), cache_bytes=roof.get("cache_bytes"))
     elif spec_peaks:
         # the sheet lists matmul peaks only: element-wise work is held against memory alone
