@@ -413,3 +413,8 @@ def test_a_backend_without_probe_kernels_is_probed_as_unsupported(monkeypatch):
     assert entry["unsupported"]["fp32"] == "fp32 matmul is not probed on numpy:cpu"
     assert entry["unsupported"]["tf32"] == "tf32 is a GPU mode"
     assert entry["copy_bytes_per_s"] is None and entry["bandwidth"]["copy"]["reason"] == "no probe kernels for numpy"
+
+
+def test_busy_means_a_tenth_of_the_cpus_taken_by_others():
+    assert probe.busy_reason(None) is None and probe.busy_reason(0.05) is None
+    assert probe.busy_reason(0.22) == "machine busy: other processes used ~22% of all CPUs while probing"

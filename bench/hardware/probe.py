@@ -36,6 +36,9 @@ from xpubench.measure.timing import TimingConfig, measure
 
 Log = Callable[[str], None]
 SLOW_FRACTION = 0.10  # a reduced precision below 10% of fp32's peak is flagged as a slow path
+# The probe's kernels use every core, so a competitor taking a tenth of the CPUs already
+# stalls them (a parallel kernel waits for its slowest thread): stricter than a run's 25%.
+PROBE_BUSY_SHARE = 0.10
 # Bytes each bandwidth kernel moves per call, as a multiple of its array's size.
 BYTES_FACTOR = {"copy": 2, "triad": 3, "read": 1, "inplace": 2, "h2d": 1, "d2h": 1}
 DEVICE_KERNELS = ("copy", "triad", "read", "inplace")
@@ -261,6 +264,13 @@ def cpu_last_level_cache_bytes(cache_dir: str | Path = "/sys/devices/system/cpu/
     return best[1] if best else None
 
 
+def busy_reason(other_util: float | None) -> str | None:
+    """Why the probe's figures may be low (other processes' share of the CPUs), or None."""
+    if other_util is None or other_util <= PROBE_BUSY_SHARE:
+        return None
+    return f"machine busy: other processes used ~{other_util:.0%} of all CPUs while probing"
+
+
 def _load_avg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -377,7 +387,7 @@ def probe_device(target: str, size: str = "default", threads: int | None = None,
         "cpu_load": {**load.as_dict(), "other_util": None if load.other_util is None else round(load.other_util, 4)},
         # ceilings measured while other processes competed are low: marked, and not
         # reused as the cache by the next `xpubench probe`
-        "busy": load.busy_warning(),
+        "busy": busy_reason(load.other_util),
         "probe_s": round(time.perf_counter() - started, 2),
     }
 
