@@ -200,6 +200,11 @@ def test_above_one_warnings_name_their_cause():
     mem = roofline_fields(_record(flops=1e6, nbytes=2e9, backend="torch:cpu:fp16", median=0.01),
                           _kinds_ceilings(cache_bytes=None), None)
     assert "bytes counted at 4 B/element" in mem["warnings"][0]
+    # a DRAM-sized working set well above the roof: cache reuse cannot explain it, a low roof can
+    big = roofline_fields(_record(flops=1e6, nbytes=2e9, working_set_bytes=1e9, flops_kind="vector", median=0.01),
+                          _kinds_ceilings(), None)
+    assert big["cache_resident"] is False and "memory roof is low" in big["warnings"][0]
+    assert "reused every step" not in big["warnings"][0]
     # ceilings probed on a busy machine: said so
     busy = _kinds_ceilings(busy="machine busy: other processes used ~86% of all CPUs")
     rf = roofline_fields(_record(flops=2e12, backend="torch:cpu:fp32", median=1.0, flops_kind="matmul"), busy, None)

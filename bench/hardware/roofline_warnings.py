@@ -39,9 +39,17 @@ def _memory_causes(record: dict, rf: dict) -> list[str]:
     if _legacy(record) and backend_precision(record) in REDUCED:
         causes.append("bytes counted at 4 B/element though this precision moves 2 (a record written before "
                       "dtype-aware bytes)")
-    if not rf.get("cache_resident"):
+    if rf.get("cache_resident"):
+        return causes
+    frac = _num(rf.get("fraction_of_bound")) or 0.0
+    # reuse between steps saves at most the cache's share of the working set
+    reuse_limit = ws / (ws - cache) if ws and cache and ws > cache else None
+    if reuse_limit is None or frac <= reuse_limit:
         causes.append("inputs reused every step: part of the working set stays in cache between steps, so fewer "
                       "bytes come from DRAM than are counted")
+    if reuse_limit is None or frac > reuse_limit:
+        causes.append("the memory roof is low: the probe's bandwidth kernels fell short of this case's traffic rate "
+                      "(`xpubench probe --refresh` on a quiet machine)")
     return causes
 
 
