@@ -79,26 +79,25 @@ _TIMING = {
     "large": dict(time_budget_s=2.0, min_rounds=10, warmup_min_s=0.2, warmup_max_s=2.0,
                   target_rel_ci=0.01),
 }
-_PLANS_CPU = {
-    "smoke": (square(64, 128) + (MatmulShape(256, 64, 128), MatmulShape(64, 64, 64, batch=4)),
-              16 * MiB, 16 * MiB, 64 * KiB, 0.05),
-    "default": (square(512, 1024, 2048)
-                + (MatmulShape(4096, 1024, 1024), MatmulShape(1024, 4096, 1024), MatmulShape(256, 256, 256, batch=64)),
-                256 * MiB, 256 * MiB, 1 * MiB, 0.5),
-    "large": (square(1024, 2048, 4096, 8192)
-              + (MatmulShape(8192, 2048, 2048), MatmulShape(2048, 8192, 2048), MatmulShape(512, 512, 512, batch=64)),
-              1 * GiB, 1 * GiB, 1 * MiB, 4.0),
-}
-_PLANS_ACCEL = {
-    # smoke arrays still exceed a GPU's L2 (50 MiB on an H100): a copy must not run from cache
-    "smoke": (square(256, 512) + (MatmulShape(1024, 256, 1024), MatmulShape(256, 256, 256, batch=8)),
-              256 * MiB, 64 * MiB, 4 * MiB, 0.05),
-    "default": (square(2048, 4096, 8192)
-                + (MatmulShape(16384, 4096, 4096), MatmulShape(4096, 16384, 4096), MatmulShape(1024, 1024, 1024, batch=32)),
-                1 * GiB, 1 * GiB, 16 * MiB, 1.0),
-    "large": (square(4096, 8192, 16384)
-              + (MatmulShape(32768, 8192, 8192), MatmulShape(8192, 32768, 8192), MatmulShape(2048, 2048, 2048, batch=32)),
-              4 * GiB, 2 * GiB, 16 * MiB, 4.0),
+
+
+def sweep(squares: tuple[int, ...], base: int, batch: int, batched_n: int) -> tuple[MatmulShape, ...]:
+    """Square products, a tall and a deep one around ``base`` (4x along m, then along k,
+    as in activations x weights and weight gradients), and ``batch`` small ones."""
+    return (square(*squares) + (MatmulShape(4 * base, base, base), MatmulShape(base, 4 * base, base),
+                                MatmulShape(batched_n, batched_n, batched_n, batch=batch)))
+
+
+# (cpu?, size) -> matmul sweep, bandwidth array, transfer, vector array, longest call (s).
+# Accelerator arrays exceed a GPU's L2 (50 MiB on an H100) even at smoke: a copy must
+# not run from cache; the vector array fits in it.
+_PLANS = {
+    (True, "smoke"): (sweep((64, 128), 64, 4, 64), 16 * MiB, 16 * MiB, 64 * KiB, 0.05),
+    (True, "default"): (sweep((512, 1024, 2048), 1024, 64, 256), 256 * MiB, 256 * MiB, 1 * MiB, 0.5),
+    (True, "large"): (sweep((1024, 2048, 4096, 8192), 2048, 64, 512), 1 * GiB, 1 * GiB, 1 * MiB, 4.0),
+    (False, "smoke"): (sweep((256, 512), 256, 8, 256), 256 * MiB, 64 * MiB, 4 * MiB, 0.05),
+    (False, "default"): (sweep((2048, 4096, 8192), 4096, 32, 1024), 1 * GiB, 1 * GiB, 16 * MiB, 1.0),
+    (False, "large"): (sweep((4096, 8192, 16384), 8192, 32, 2048), 4 * GiB, 2 * GiB, 16 * MiB, 4.0),
 }
 
 
@@ -106,7 +105,7 @@ def plan_for(size: str, device: str, memory_bytes: int | None = None) -> ProbePl
     """The sweep for a size on a device kind; arrays shrink to fit 1/8 of ``memory_bytes``."""
     if size not in SIZES:
         raise UserError(f"unknown probe size {size!r}: accepted {', '.join(SIZES)}")
-    shapes, arr, xfer, vec, max_call = (_PLANS_CPU if device == "cpu" else _PLANS_ACCEL)[size]
+    shapes, arr, xfer, vec, max_call = _PLANS[(device == "cpu", size)]
     if memory_bytes:
         cap = max(MiB, (int(memory_bytes) // 8) // MiB * MiB)  # triad holds 3 arrays
         arr, xfer = min(arr, cap), min(xfer, cap)
