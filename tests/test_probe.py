@@ -332,6 +332,18 @@ def test_command_failed_probe_exits_1(tmp_path, monkeypatch, capsys):
     assert cl.load_ceilings(tmp_path, "box") is None
 
 
+def test_command_partial_failure_keeps_the_other_roofs(tmp_path, monkeypatch, capsys):
+    def half(target, size, threads=None):
+        if target == "jax:cpu":
+            raise UserError("probe of jax:cpu failed: RuntimeError: boom")
+        return _entry(2e11, size)
+
+    monkeypatch.setattr(probe, "probe_in_subprocess", half)
+    assert main(["probe", "-b", "torch:cpu", "-b", "jax:cpu", "--out", str(tmp_path), "--machine-id", "box"]) == 0
+    assert "boom" in capsys.readouterr().out
+    assert set(cl.load_ceilings(tmp_path, "box")["ceilings"]) == {"torch:cpu"}
+
+
 def test_command_user_errors_exit_2(tmp_path, capsys):
     assert main(["probe", "-b", "torch:tpu", "--out", str(tmp_path), "--machine-id", "box"]) == 2
     assert "unknown device" in capsys.readouterr().err
