@@ -9,7 +9,7 @@ import pytest
 from xpubench.hardware import specsheet
 from xpubench.hardware.device_roofs import device_roofs
 from xpubench.hardware.roofline import (CEILINGS_NONE, FIELDS, attach_roofline, ceilings_key, device_names,
-                                        memory_bandwidth, physical_device_key, roofline_fields)
+                                        physical_device_key, roofline_fields)
 
 
 def _ceilings(key: str = "torch:cpu", **entry) -> dict:
@@ -258,11 +258,14 @@ def test_failed_or_untimed_records_have_no_achieved_numbers():
         assert rf["peak_flops_per_s"] == pytest.approx(1e12)  # the ceilings are still known
 
 
-def test_bandwidth_is_the_best_of_copy_and_triad():
-    assert memory_bandwidth({"copy_bytes_per_s": 1e10, "triad_bytes_per_s": 1.5e10}) == pytest.approx(1.5e10)
-    assert memory_bandwidth({"copy_bytes_per_s": 1e10, "triad_bytes_per_s": None}) == pytest.approx(1e10)
-    assert memory_bandwidth({"copy_bytes_per_s": None}) is None
-    assert memory_bandwidth(None) is None
+def test_memory_roof_is_the_best_bandwidth_kernel_of_any_framework():
+    ceil = _ceilings("torch:cpu", copy_bytes_per_s=1e10, triad_bytes_per_s=1.5e10, inplace_bytes_per_s=None)
+    assert device_roofs(ceil)["cpu"]["memory_bytes_per_s"] == pytest.approx(1.5e10)
+    ceil["ceilings"]["jax:cpu"] = {"read_bytes_per_s": 2e10, "inplace_bytes_per_s": 2.5e10}
+    roof = device_roofs(ceil)["cpu"]
+    assert roof["memory_bytes_per_s"] == pytest.approx(2.5e10) and roof["memory_source"] == "jax:cpu, inplace"
+    assert device_roofs({"ceilings": {"torch:cpu": {"copy_bytes_per_s": None}}})["cpu"]["memory_bytes_per_s"] is None
+    assert device_roofs(None) == {}
 
 
 def test_mfu_for_training_against_measured_and_spec():

@@ -59,9 +59,6 @@ def ceilings_key(backend: str) -> str | None:
     return f"{fw}:{dev}{idx if idx and int(idx) != 0 else ''}"
 
 
-device_key = ceilings_key  # the name report/roofline.py imports
-
-
 # Runs written before backends recorded their device_key (torch and jax only):
 # device name in the spec -> the device kind of the fingerprint's accelerator list.
 _LEGACY_DEVICE_KINDS = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "tpu": "tpu"}
@@ -89,24 +86,6 @@ def backend_precision(record: dict) -> str | None:
         return p
     m = _BACKEND_RE.match(str(record.get("backend", "")).strip().lower())
     return m.group(4) if m else None
-
-
-def device_ceilings(ceilings: dict | None, key: str | None) -> dict | None:
-    """The measured entry of one framework:device (``ceilings["ceilings"][key]``), or None."""
-    if not ceilings or not key:
-        return None
-    entries = ceilings.get("ceilings")
-    entry = entries.get(key) if isinstance(entries, dict) else None
-    return entry if isinstance(entry, dict) else None
-
-
-def memory_bandwidth(entry: dict | None) -> float | None:
-    """One framework entry's memory-bandwidth ceiling: the best of its bandwidth kernels
-    (copy, triad, read-only, in-place), each counting only the bytes it must move."""
-    if not entry:
-        return None
-    vals = [v for k in ("copy", "triad", "read", "inplace") if (v := _pos(entry.get(f"{k}_bytes_per_s")))]
-    return max(vals) if vals else None
 
 
 def matmul_peak(peaks: dict | None, precision: str | None) -> float | None:
