@@ -289,16 +289,23 @@ class Backend(ABC):
     # --- probe kernels (``xpubench probe``), after setup() and activate() --------
     # Each returns a Step the backend's own time_block times; inputs are non-zero
     # (untouched zero pages would fake the bandwidth). A backend names a module with
-    # PRECISIONS (device -> matmul precisions worth probing) and the functions
-    # matmul(backend, precision, n), copy(backend, nbytes), triad(backend, nbytes) and
-    # transfer(backend, nbytes, direction), or overrides the methods below. What a
-    # backend lacks raises ProbeUnsupported, which the probe records with its reason.
+    # PRECISIONS (device -> matmul precisions worth probing), VECTOR_PRECISIONS, and the
+    # functions matmul(backend, precision, m, k, n, batch), vector(backend, precision,
+    # nbytes), copy / triad / read / inplace(backend, nbytes), transfer(backend, nbytes,
+    # direction) and optionally cache_bytes(backend), or overrides the methods below.
+    # What a backend lacks raises ProbeUnsupported, recorded by the probe with its reason.
     probe_kernels: ClassVar[str] = ""  # e.g. "xpubench.backends.torch.probe"
 
     def _kernels(self) -> Any:
         if not self.probe_kernels:
             raise ProbeUnsupported(f"no probe kernels for {self.framework}")
         return importlib.import_module(self.probe_kernels)
+
+    def _kernel(self, name: str) -> Callable[..., Any]:
+        fn = getattr(self._kernels(), name, None)
+        if fn is None:
+            raise ProbeUnsupported(f"{self.framework} has no {name} probe kernel")
+        return fn
 
     def probe_precisions(self) -> tuple[str, ...]:
         """Matmul precisions worth probing on this device; the rest get a reason."""
@@ -311,21 +318,46 @@ class Backend(ABC):
             return "fp8 matmul needs a GPU with fp8 tensor cores"
         return f"{precision} matmul is not probed on {self.framework}:{self.spec.device}"
 
-    def probe_matmul(self, precision: str, n: int) -> Step:
-        """An n x n @ n x n product in ``precision``: 2 n^3 FLOPs per call."""
-        return self._kernels().matmul(self, precision, n)
+    def probe_vector_precisions(self) -> tuple[str, ...]:
+        """Precisions of the element-wise (vector) roof on this device."""
+        if not self.probe_kernels:
+            return ()
+        return tuple(getattr(self._kernels(), "VECTOR_PRECISIONS", {}).get(self.spec.device, ()))
+
+    def probe_matmul(self, precision: str, m: int, k: int | None = None, n: int | None = None,
+                     batch: int = 1) -> Step:
+        """(batch x) m x k @ k x n in ``precision`` (k, n default to m): 2 batch m k n FLOPs per call."""
+        return self._kernel("matmul")(self, precision, m, k or m, n or m, batch)
+
+    def probe_vector(self, precision: str, nbytes: int) -> Step:
+        """Element-wise FLOPs on cache-resident arrays of ``nbytes``; FLOPs per call in
+        ``notes["flops_per_call"]``."""
+        return self._kernel("vector")(self, precision, nbytes)
+
+    def probe_read(self, nbytes: int) -> Step:
+        """A reduction over an fp32 array of that size: 1 read, no write."""
+        return self._kernel("read")(self, nbytes)
+
+    def probe_inplace(self, nbytes: int) -> Step:
+        """An in-place update of an fp32 array of that size: 1 read + 1 write of the same lines."""
+        return self._kernel("inplace")(self, nbytes)
+
+    def probe_cache_bytes(self) -> int | None:
+        """The accelerator's last-level cache in bytes, where the framework says (None: unknown)."""
+        fn = getattr(self._kernels(), "cache_bytes", None) if self.probe_kernels else None
+        return fn(self) if fn else None
 
     def probe_copy(self, nbytes: int) -> Step:
         """Device copy of a ``probe_elements(nbytes)`` fp32 array: read + write per call."""
-        return self._kernels().copy(self, nbytes)
+        return self._kernel("copy")(self, nbytes)
 
     def probe_triad(self, nbytes: int) -> Step:
         """STREAM triad a = b + s*c over fp32 arrays of that size: 2 reads + 1 write."""
-        return self._kernels().triad(self, nbytes)
+        return self._kernel("triad")(self, nbytes)
 
     def probe_transfer(self, nbytes: int, direction: str) -> Step:
         """Host->device (``h2d``) or device->host (``d2h``) copy of that many bytes."""
-        return self._kernels().transfer(self, nbytes, direction)
+        return self._kernel("transfer")(self, nbytes, direction)
 
 
 def backend_class(framework: str) -> type[Backend]:

@@ -2,23 +2,27 @@
 
 Both modes run in training mode (dropout in eval mode is the identity):
 ``forward`` draws a mask and scales by 1/(1-p); ``forward_backward`` adds the
-backward pass through the saved mask. Ideal bytes per element: forward reads x,
-writes y and a 1-byte mask (9 B); backward reads dy and the mask, writes dx (9 B).
+backward pass through the saved mask. FLOPs are element-wise (``flops_kind="vector"``).
+Ideal traffic per element: forward reads x, writes y (2 elements in the compute
+dtype: 4 B each in fp32, 2 in bf16/fp16) and a 1-byte mask; backward reads dy and
+the mask and writes dx (2 more elements, 1 more byte), over a working set of x, y,
+dy, dx and the mask.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from xpubench.spec.registry import Work, workload
+from xpubench.spec.registry import VECTOR, Work, workload
 from xpubench.suites.common import numel
 
 
 def _work(p: Mapping[str, Any], mode: str) -> Work:
     e = numel(p["b"], p["t"], p["d"])
     if mode == "forward":
-        return Work(e, 2.0 * e, 9.0 * e)
-    return Work(e, 3.0 * e, 18.0 * e)
+        return Work(e, 2.0 * e, float(e), flops_kind=VECTOR, elements=2.0 * e)
+    return Work(e, 3.0 * e, 2.0 * e, flops_kind=VECTOR, elements=4.0 * e,
+                working_set_bytes=float(e), working_set_elements=4.0 * e)
 
 
 dropout = workload(

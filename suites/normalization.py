@@ -6,16 +6,19 @@ activations for LayerNorm / RMSNorm. ``forward`` is inference (eval mode, no aut
 ``forward_backward`` is training mode: forward, then backward of a fixed random
 upstream gradient into the input and the affine parameters.
 
-Work is analytic. Bytes are the ideal fp32 activation traffic (forward: read x,
-write y = 8 B/element; backward: read x and dy, write dx = 12 B/element); the small
-parameter vectors are left out.
+Work is analytic: element-wise and reduction FLOPs (``flops_kind="vector"``, held
+against the vector roof, not the matmul one). Bytes are the ideal activation traffic
+in the compute dtype (2 B/element in bf16/fp16, 4 in fp32: inputs arrive and outputs
+leave in it on both frameworks): forward reads x and writes y (2 elements);
+forward+backward adds reading x and dy and writing dx (5 elements), over a working
+set of x, y, dy and dx (4 elements). The small parameter vectors are left out.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from xpubench.spec.registry import Work, workload
+from xpubench.spec.registry import VECTOR, Work, workload
 from xpubench.suites.common import numel
 
 MODES = ("forward", "forward_backward")
@@ -27,8 +30,9 @@ _FLOPS_PER_EL = {"stats": (8, 24), "eval_affine": (4, 4), "rms": (4, 12)}
 
 def _work(units: float, elements: int, forward_kind: str, train_kind: str, mode: str) -> Work:
     if mode == "forward":
-        return Work(units, _FLOPS_PER_EL[forward_kind][0] * elements, 8.0 * elements)
-    return Work(units, _FLOPS_PER_EL[train_kind][1] * elements, 20.0 * elements)
+        return Work(units, _FLOPS_PER_EL[forward_kind][0] * elements, flops_kind=VECTOR, elements=2.0 * elements)
+    return Work(units, _FLOPS_PER_EL[train_kind][1] * elements, flops_kind=VECTOR, elements=5.0 * elements,
+                working_set_elements=4.0 * elements)
 
 
 batchnorm1d = workload(

@@ -97,7 +97,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from xpubench.spec.registry import Work, workload
+from xpubench.spec.registry import VECTOR, Work, workload
 from xpubench.suites import param_sets
 from xpubench.suites.common import numel
 
@@ -196,7 +196,10 @@ def optax_transform(opt: str, hyper: Mapping[str, Any] | None = None):
 def _work(p: Mapping[str, Any], mode: str) -> Work:
     n = param_sets.count(param_sets.shapes(p))
     o = OPTIMIZERS[p["opt"]]
-    return Work(n, float(o.flops * n), float(o.bytes_per_param * n))
+    # element-wise updates (the vector roof); fp32 whatever the precision (master weights
+    # and state), so plain bytes; every tensor written is also read: the working set
+    return Work(n, float(o.flops * n), float(o.bytes_per_param * n), flops_kind=VECTOR,
+                working_set_bytes=4.0 * o.tensors_read * n)
 
 
 _COMMON = dict(suite="optimizers", modes=("step",), unit="parameters", work=_work, precisions=("fp32",))

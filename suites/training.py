@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from xpubench.spec.registry import Work, workload
+from xpubench.spec.registry import MATMUL, Work, workload
 from xpubench.suites import flops as fl
 from xpubench.suites.models import cnn, jax_init_rngs, rnn, transformer
 
@@ -67,7 +67,7 @@ ADAMW = dict(lr=6e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # GPT-2 sm
 
 # ------------------------------------------------------------------------ workloads
 def _image_work(forward: Callable[[Mapping[str, Any]], float]):
-    return lambda p, mode: Work(p["batch"], fl.train_flops(forward(p)))
+    return lambda p, mode: Work(p["batch"], fl.train_flops(forward(p)), flops_kind=MATMUL)
 
 
 mnist_cnn = workload(
@@ -91,7 +91,7 @@ def _rnn_work(cell: str):
     def work(p: Mapping[str, Any], mode: str) -> Work:
         tokens = p["batch"] * p["seq"]
         forward = fl.rnn_lm_forward_flops(tokens, cell, p["layers"], p["hidden"], p["vocab"])
-        return Work(tokens, fl.train_flops(forward))
+        return Work(tokens, fl.train_flops(forward), flops_kind=MATMUL)
     return work
 
 
@@ -112,7 +112,8 @@ gru_lm = workload(
 
 def _gpt_work(p: Mapping[str, Any], mode: str) -> Work:
     return Work(p["batch"] * p["seq"],
-                fl.train_flops(fl.gpt_forward_flops(p["batch"], p["seq"], p["layers"], p["d_model"], p["vocab"])))
+                fl.train_flops(fl.gpt_forward_flops(p["batch"], p["seq"], p["layers"], p["d_model"], p["vocab"])),
+                flops_kind=MATMUL)
 
 
 gpt = workload(

@@ -67,7 +67,10 @@ def test_every_case_declares_its_work():
         w = c.work
         assert w.units > 0, c.full_name
         assert w.flops is None or w.flops > 0
-        assert w.bytes is None or w.bytes > 0
+        assert w.flops_kind in specmod.FLOPS_KINDS
+        for p in c.workload.precisions:
+            nbytes, ws = w.bytes_at(p), w.working_set_at(p)
+            assert nbytes is None or 0 < ws <= nbytes, c.full_name  # a working set is at most what moves
 
 
 def test_reimporting_a_suite_module_replaces_its_workloads_but_clashes_are_errors():
@@ -82,3 +85,53 @@ def test_reimporting_a_suite_module_replaces_its_workloads_but_clashes_are_error
     with pytest.raises(ValueError, match="declared twice"):
         register(Workload(suite="dropout", name="dropout", modes=("forward",), unit="x", sizes={},
                           work=lambda p, m: Work(1), module="someone.else"))
+
+
+# --------------------------------------------------------------------------- default backends
+_AMD_FLAGS = "fpu sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16"
+_INTEL_AMX_FLAGS = _AMD_FLAGS + " avx512_fp16 avx_vnni amx_tile amx_bf16 amx_int8"
+
+
+def _fake_cpuinfo(monkeypatch, vendor: str, model: str, flags: str) -> None:
+    from xpubench.hardware import cpu as cpu_module
+
+    text = "".join(f"processor\t: {i}\nvendor_id\t: {vendor}\nmodel name\t: {model}\nflags\t\t: {flags}\n"
+                   f"physical id\t: 0\ncore id\t\t: {i}\n\n" for i in range(2))
+    real = cpu_module.read_text
+    monkeypatch.setattr(cpu_module, "read_text", lambda path: text if path == "/proc/cpuinfo" else real(path))
+
+
+@pytest.mark.parametrize("vendor,model,flags", [
+    ("AuthenticAMD", "AMD EPYC 9B14", _AMD_FLAGS),
+    ("GenuineIntel", "Intel(R) Xeon(R) Platinum 8581C", _INTEL_AMX_FLAGS),  # AVX512-FP16 and AMX
+])
+def test_default_cpu_backends_are_fp32_and_bf16_of_each_framework_whatever_the_flags(monkeypatch, vendor, model,
+                                                                                       flags):
+    from xpubench.backends import availability as av
+    from xpubench.backends.base import default_specs
+    from xpubench.hardware.cpu import cpu_info
+
+    _fake_cpuinfo(monkeypatch, vendor, model, flags)
+    monkeypatch.setattr(av, "nvidia_gpu_count", lambda *a, **k: 0)
+    monkeypatch.setattr(av, "tpu_chip_count", lambda *a, **k: 0)
+    info = cpu_info()
+    assert info["vendor"] == vendor and info["flags"]["avx512_bf16"]
+    assert info["flags"]["avx512_fp16"] == ("avx512_fp16" in flags)  # the fake reaches the fingerprint
+    # fp16 and int8 on a CPU (emulated, or refused by oneDNN primitives) only when asked for
+    assert sorted(map(str, default_specs())) == ["jax:cpu:bf16", "jax:cpu:fp32", "torch:cpu:bf16", "torch:cpu:fp32"]
+
+
+def test_default_gpu_backends(monkeypatch):
+    from xpubench.backends import availability as av
+    from xpubench.backends.base import default_specs
+    from xpubench.backends.jax import availability as jav
+    from xpubench.backends.torch import availability as tav
+
+    _fake_cpuinfo(monkeypatch, "GenuineIntel", "Intel(R) Xeon(R)", _INTEL_AMX_FLAGS)
+    monkeypatch.setattr(av, "nvidia_gpu_count", lambda *a, **k: 1)
+    monkeypatch.setattr(tav, "torch_cuda_build", lambda: "12.4")
+    monkeypatch.setattr(jav, "jax_gpu_plugin", lambda: "jax-cuda12-plugin 0.6.0")
+    specs = {str(s) for s in default_specs()}
+    assert {s for s in specs if ":cuda:" in s} == {f"torch:cuda:{p}" for p in ("fp32", "tf32", "bf16", "fp16")}
+    assert {s for s in specs if ":gpu:" in s} == {"jax:gpu:fp32", "jax:gpu:bf16"}
+    assert {s for s in specs if ":cpu:" in s} == {"torch:cpu:fp32", "torch:cpu:bf16", "jax:cpu:fp32", "jax:cpu:bf16"}

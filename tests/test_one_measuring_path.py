@@ -67,7 +67,7 @@ SPY_CONFTEST = """
 
 
 def test_every_caller_measures_through_measure_step(torch_cpu, pytester, monkeypatch):
-    from xpubench.hardware import probe
+    from xpubench.hardware import probe_sweeps as probe
     from xpubench.run import worker
 
     callers: list[set[str]] = []

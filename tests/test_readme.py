@@ -10,7 +10,8 @@ README = (ROOT / "README.md").read_text()
 def test_two_commands_and_ci_runs_the_test_one():
     section = README.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)\n```", section, re.S)
-    assert commands == ["bash scripts/setup.sh && .venv/bin/xpubench run --report", "bash scripts/test.sh"]
+    assert commands == ["bash scripts/setup.sh && .venv/bin/xpubench probe && .venv/bin/xpubench run --report",
+                        "bash scripts/test.sh"]
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
     for script in ("scripts/setup.sh", "scripts/test.sh"):
         assert (ROOT / script).exists()

@@ -22,7 +22,10 @@ from xpubench.backends.torch.context import TorchContext
 if TYPE_CHECKING:
     from xpubench.options import RunOptions
 
-DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", "bf16", "fp16", "fp8")}
+# What a plain `xpubench run` compares on this machine, whatever the CPU's flags: CPU fp16
+# (emulated on most CPUs, and rejected by some oneDNN primitives) and int8, and fp8 on
+# GPUs, run only when asked for with -b.
+DEFAULT_PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 
 
 class TorchBackend(Backend):

@@ -20,7 +20,7 @@ EXTERNAL_COMMANDS = {
     "run": ("xpubench.cli.run", "run suites on backends and write a results file"),
     "report": ("xpubench.cli.report", "build the static HTML report from results files"),
     "compare": ("xpubench.cli.compare", "compare two sets of runs; exit 1 on a regression"),
-    "probe": ("xpubench.hardware.probe", "measure this machine's ceilings: matmul FLOP/s, memory bandwidth"),
+    "probe": ("xpubench.cli.probe", "measure this machine's ceilings: matmul and vector FLOP/s, memory bandwidth"),
     "matrix": ("xpubench.ci.matrix", "the nightly CI matrix: plan, GitHub JSON"),
 }
 

@@ -12,7 +12,11 @@ One document per machine, refreshed by ``xpubench probe``::
 
 Keys are ``framework:device[index]`` (index 0 written bare: ``torch:cuda``). A probe of
 some devices keeps the other devices' entries, so each entry carries its own
-``measured_at``. Written atomically, like run files.
+``measured_at``; an entry probed while other processes competed carries ``busy``
+(why). ``devices`` holds the roofs per physical device ("cpu", "cuda0"): the best of
+every framework's entry, with its source and the theoretical peak beside it
+(``xpubench.hardware.device_roofs``; derived again from the entries wherever read,
+so files without it still work). Written atomically, like run files.
 """
 
 from __future__ import annotations
@@ -91,15 +95,19 @@ def find_ceilings(machine_id: str, roots: Iterable[str | Path] = (DEFAULT_ROOT,)
 
 def merge(old: dict | None, machine: dict, entries: dict[str, dict], version: str | None = None) -> dict:
     """A new document: ``old``'s entries updated with freshly probed ``entries``."""
+    from xpubench.hardware.device_roofs import device_roofs
+
     kept = dict((old or {}).get("ceilings") or {})
     kept.update(entries)
-    return {
+    doc = {
         "schema_version": SCHEMA_VERSION,
         "machine": machine,
         "measured_at": utc_now(),
         "xpubench_version": version,
         "ceilings": dict(sorted(kept.items())),
     }
+    doc["devices"] = device_roofs(doc)  # for people reading the file; readers derive it again
+    return doc
 
 
 def save_ceilings(root: str | Path, doc: dict) -> Path:

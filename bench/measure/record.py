@@ -46,13 +46,20 @@ def case_record(case: "Case", spec: "BackendSpec") -> dict[str, Any]:
         "mode": case.mode, "size": case.size, "backend": str(spec),
         "framework": spec.framework, "device": spec.device,
         "precision": spec.precision, "status": "ok", "reason": None,
-        "unit": case.unit, "units_per_step": work.units,
-        "flops_per_step": work.flops, "bytes_per_step": work.bytes,
+        "unit": case.unit, **work.record_fields(spec.precision),
     }
 
 
 def error_record(case: "Case", spec: "BackendSpec", exc: BaseException) -> dict[str, Any]:
+    """A failed case's record. A framework's "not implemented for this precision or device"
+    is ``skipped`` with the framework's own message; other failures keep their status."""
+    from xpubench.measure.unsupported import is_unsupported
+
     rec = case_record(case, spec)
+    unsupported = is_unsupported(exc)
+    if unsupported:
+        rec.update(status="skipped", reason=unsupported)
+        return rec
     rec.update(status=classify_exception(exc), reason=one_line(exc),
                traceback="".join(traceback.format_exception(exc))[-8000:])
     return rec

@@ -1,8 +1,9 @@
 """The roofline chart: one machine, one precision; log-log FLOP/s against FLOP/byte.
 
 The ceilings are drawn as roofs (memory slope ``intensity x bandwidth`` up to the
-matmul peak), one per framework:device: solid where ``xpubench probe`` measured
-them, dashed where the vendor spec sheet stands in. Each measurement with FLOPs
+matmul peak), one per device (the best any framework measured there): solid where
+``xpubench probe`` measured them, dashed where the vendor spec sheet stands in. Each
+measurement with FLOPs
 and bytes is a point (coloured like its backend everywhere in the report),
 hovering with its numbers. ``roofline_spec`` builds the figure as a plain
 JSON-ready dict (like the other figures of the report package);
@@ -17,7 +18,8 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from xpubench.fmt import fmt_pct, fmt_si, fmt_time
-from xpubench.hardware.roofline import device_ceilings, device_key, matmul_peak, memory_bandwidth, roofline_fields
+from xpubench.hardware.device_roofs import device_roofs
+from xpubench.hardware.roofline import matmul_peak, physical_device_key, roofline_fields
 from xpubench.report import figures as F
 from xpubench.report import records as R
 from xpubench.report.records import esc
@@ -31,10 +33,14 @@ if TYPE_CHECKING:
 
 ROOF_POINTS = 64
 EXPLANATION = ("Log-log. Lines: the roofs min(matmul peak, intensity × memory bandwidth) of each device at "
-               "that precision; solid where xpubench probe measured them on this machine, dashed where the "
-               "vendor spec sheet stands in. Points: each case's achieved FLOP/s (FLOPs per step ÷ median step "
-               "time) at its arithmetic intensity (FLOPs ÷ bytes moved per step). A point on its roof runs as "
-               "fast as the hardware allows; the distance below it is the efficiency column of the suite pages.")
+               "that precision, the best any framework reached there; solid where xpubench probe measured them "
+               "on this machine, dashed where the vendor spec sheet stands in. Element-wise cases (normalization, "
+               "dropout, optimizer updates) are held against the device's vector roof, lower than the matmul "
+               "line drawn. Points: each case's achieved FLOP/s (FLOPs per step ÷ median step time) at its "
+               "arithmetic intensity (FLOPs ÷ bytes moved per step, at the dtype moved). The distance below a "
+               "point's own bound is the efficiency column of the suite pages. A point above its bound is not "
+               "faster than the hardware: its hover says why (a working set that stays in cache, a roof the "
+               "probe did not reach, ceilings probed on a busy machine).")
 CAPTION = ("Solid roofs: measured by xpubench probe; dashed: vendor spec sheet. Points coloured like their "
            "backend (and its roof). Hover a point for its numbers.")
 
@@ -57,9 +63,16 @@ def _hover(m: Measurement, rf: dict) -> str:
         f"fraction of bound: {fmt_pct(frac)}",
         f"ceilings: {esc(rf.get('ceilings_source') or 'unknown')}",
     ]
+    if rf.get("flops_kind"):
+        lines.append(f"FLOPs held against the {esc(rf['flops_kind'])} roof"
+                     + (f" ({esc(rf['peak_source'])})" if rf.get("peak_source") else ""))
+    if rf.get("cache_resident"):
+        lines.append(f"cache-resident: working set {fmt_si(finite(rf.get('working_set_bytes')), 'B')} ≤ "
+                     f"{fmt_si(finite(rf.get('cache_bytes')), 'B')} last-level cache")
     mm, ms = finite(rf.get("mfu_measured")), finite(rf.get("mfu_spec"))
     if mm is not None or ms is not None:
         lines.append(f"MFU: {fmt_pct(mm)} measured peak · {fmt_pct(ms)} spec peak")
+    lines += [f"⚠ {esc(w)}" for w in rf.get("warnings") or []]
     return "<br>".join(lines)
 
 
@@ -73,10 +86,10 @@ def _roof_x(lo: float, hi: float, ridge: float) -> list[float]:
 
 
 def _roof(ceilings: dict | None, key: str, prec: str, rf: dict) -> tuple[float | None, float | None, str]:
-    """(peak FLOP/s, bandwidth B/s, source) of one device's roof: measured entry, else the record's peaks."""
-    entry = device_ceilings(ceilings, key)
-    if entry is not None:
-        return matmul_peak(entry.get("matmul_flops_per_s"), prec), memory_bandwidth(entry), "measured"
+    """(matmul peak FLOP/s, bandwidth B/s, source) of one device's roof: measured, else the record's peaks."""
+    roof = device_roofs(ceilings).get(key)
+    if roof is not None:
+        return matmul_peak(roof.get("matmul_flops_per_s"), prec), roof.get("memory_bytes_per_s"), "measured"
     kind = R.ceilings_kind(rf)
     source = f"spec: {rf.get('spec_name')}" if kind == "spec" and rf.get("spec_name") else kind
     return finite(rf.get("peak_flops_per_s")), finite(rf.get("peak_bytes_per_s")), source
@@ -112,7 +125,7 @@ def roofline_spec(records: Iterable[Record], ceilings: dict | None, title: str) 
             continue
         backend = m.backend or "?"
         points.setdefault(backend, []).append((x, y, _hover(m, rf)))
-        key = (device_key(backend) or backend, m.precision)
+        key = (physical_device_key(backend) or backend, m.precision)
         roof_backend.setdefault(key, backend)
         if key not in roofs:
             roofs[key] = _roof(ceilings, key[0], key[1], rf)

@@ -36,13 +36,63 @@ BUILTIN_SUITE_MODULES = (
 )
 
 
+# The kind of FLOPs a step does, which decides the roof they are held against:
+# matmul/conv FLOPs against the device's matmul roof, element-wise and reduction
+# FLOPs (normalization, dropout, optimizer updates) against its vector roof.
+MATMUL = "matmul"
+VECTOR = "vector"
+FLOPS_KINDS = (MATMUL, VECTOR)
+
+# Bytes per element of the dtype a precision mode moves its activations in.
+ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
+
+
 @dataclass(frozen=True)
 class Work:
-    """What one step does: units of work, FLOPs and bytes moved (None = unknown)."""
+    """What one step does: units of work, FLOPs (and their kind) and bytes moved.
+
+    Bytes come in two parts: ``bytes`` in dtypes fixed whatever the precision (fp32
+    master weights and optimizer state, 1-byte masks), and ``elements`` moved in the
+    precision's compute dtype (activations), counted at its size by ``bytes_at``.
+    ``working_set_*`` are the distinct bytes/elements a step touches (for whether it
+    fits in cache); unset, the working set is taken as everything moved (an upper
+    bound). None = unknown.
+    """
 
     units: float
     flops: float | None = None
     bytes: float | None = None
+    flops_kind: str = MATMUL
+    elements: float | None = None
+    working_set_bytes: float | None = None
+    working_set_elements: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.flops_kind not in FLOPS_KINDS:
+            raise ValueError(f"unknown flops_kind {self.flops_kind!r}; known: {', '.join(FLOPS_KINDS)}")
+
+    def bytes_at(self, precision: str) -> float | None:
+        """Bytes moved per step when activations are in ``precision``'s dtype."""
+        return _at(self.bytes, self.elements, precision)
+
+    def working_set_at(self, precision: str) -> float | None:
+        if self.working_set_bytes is None and self.working_set_elements is None:
+            return self.bytes_at(precision)
+        return _at(self.working_set_bytes, self.working_set_elements, precision)
+
+    def record_fields(self, precision: str) -> dict[str, Any]:
+        """The work fields of a results record for a backend at ``precision``."""
+        return {"units_per_step": self.units, "flops_per_step": self.flops,
+                "flops_kind": self.flops_kind if self.flops is not None else None,
+                "bytes_per_step": self.bytes_at(precision),
+                "working_set_bytes": self.working_set_at(precision),
+                "bytes_element_size": ELEMENT_BYTES.get(precision) if self.elements is not None else None}
+
+
+def _at(fixed: float | None, elements: float | None, precision: str) -> float | None:
+    if elements is None:
+        return fixed
+    return (fixed or 0.0) + elements * ELEMENT_BYTES.get(precision, 4)
 
 
 WorkFn = Callable[[Mapping[str, Any], str], Work]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from xpubench.spec.registry import Work, workload
+from xpubench.spec.registry import MATMUL, Work, workload
 from xpubench.suites import flops as fl
 from xpubench.suites.inference import common as cm
 from xpubench.suites.models import jax_init_rngs, transformer
@@ -30,7 +30,7 @@ DROPOUT = 0.1  # as in the training suite; eval mode turns it off
 
 def _work(p: Mapping[str, Any], mode: str) -> Work:
     return Work(p["batch"] * p["seq"], fl.gpt_forward_flops(p["batch"], p["seq"], p["layers"], p["d_model"],
-                                                            p["vocab"]))
+                                                            p["vocab"]), flops_kind=MATMUL)
 
 
 gpt = workload(

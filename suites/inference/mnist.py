@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from xpubench.spec.registry import Work, workload
+from xpubench.spec.registry import MATMUL, Work, workload
 from xpubench.suites import flops as fl
 from xpubench.suites.inference import common as cm
 from xpubench.suites.models import cnn, jax_init_rngs
@@ -44,7 +44,7 @@ mnist_cnn = workload(
                 "fp32/bf16/fp16/int8; batch-1 latency cases beside",
     sizes={"smoke": dict(batch=8), "default": dict(batch=128), "large": dict(batch=1024)},
     variants=VARIANTS, precisions=cm.PRECISIONS, latency_batch=cm.LATENCY_BATCH,
-    work=lambda p, mode: Work(p["batch"], fl.mnist_cnn_forward_flops(p["batch"])),
+    work=lambda p, mode: Work(p["batch"], fl.mnist_cnn_forward_flops(p["batch"]), flops_kind=MATMUL),
 )
 
 PRUNING_NOTE = (f"global unstructured L1-magnitude pruning of {PRUNE_AMOUNT:.0%} of conv+dense weights "
