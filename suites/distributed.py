@@ -93,22 +93,30 @@ def collective_timeout_s(case_timeout_s: float) -> float:
     return max(10.0, min(300.0, case_timeout_s / 3))
 
 
-def prepare_process(framework: str, device: str, params: Mapping[str, Any], case_timeout_s: float) -> None:
-    """Join the ranks before the framework's device is set up (JAX must initialize first)."""
-    if framework == "torch" and params.get("launch") == "processes":
+def prepare_process(framework: str, device: str, params: Mapping[str, Any], case_timeout_s: float) -> int | None:
+    """Join the ranks before the framework's device is set up (JAX must initialize first).
+
+    Returns the index of this process's device among the framework's devices of that
+    kind, where it is not the spec's (None: keep the spec's)."""
+    timeout = collective_timeout_s(case_timeout_s)
+    if params.get("launch") != "processes":
+        return None
+    if framework == "torch":
         import torch.distributed as dist
 
         if not dist.is_initialized():  # env:// from the launcher (RANK, WORLD_SIZE, MASTER_ADDR/PORT)
-            dist.init_process_group("nccl" if device == "cuda" else "gloo",
-                                    timeout=timedelta(seconds=collective_timeout_s(case_timeout_s)))
-    elif framework == "jax" and params.get("launch") == "processes":
+            dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
+        return int(os.environ.get("LOCAL_RANK", "0")) if device == "cuda" else None
+    if framework == "jax":
         import jax
 
         if device == "cpu":
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(os.environ[JAX_COORDINATOR_ENV], num_processes=int(os.environ["WORLD_SIZE"]),
-                                   process_id=int(os.environ["RANK"]),
-                                   initialization_timeout=int(collective_timeout_s(case_timeout_s)))
+                                   process_id=int(os.environ["RANK"]), initialization_timeout=int(timeout))
+        platform = {"gpu": "gpu", "tpu": "tpu"}.get(device, "cpu")
+        return jax.devices(platform).index(jax.local_devices(backend=platform)[0])
+    return None
 
 
 def finish_process(framework: str) -> None:
@@ -223,3 +231,45 @@ def _jax_dp_step(ctx, p: Mapping[str, Any], model_name: str):
     from xpubench.suites.distributed_jax import jax_dp_step
 
     return jax_dp_step(ctx, p, model_name)
+
+
+# ------------------------------------------------------------------ probe: collectives
+COLLECTIVE_WARMUP, COLLECTIVE_CALLS = 3, 10
+
+
+def collective_seconds(device: str, sizes: list[int], ops: list[str]) -> dict[str, Any] | None:
+    """Seconds per call of each op at each message size (bytes, fp32), the slowest rank's;
+    rank 0 gets them (``xpubench probe --collectives``; launched by torch.distributed.run)."""
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=timedelta(seconds=120))
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device == "cuda" else torch.device("cpu")
+        sync = (lambda: torch.cuda.synchronize(dev)) if device == "cuda" else (lambda: None)
+        seconds: dict[str, list[float]] = {}
+        for op in ops:
+            seconds[op] = []
+            for nbytes in sizes:
+                # all_gather: nbytes is the gathered (output) size, as nccl-tests count it
+                n = max(1, nbytes // 4 // (world if op == "all_gather" else 1))
+                x = torch.ones(n, device=dev)
+                outs = [torch.empty_like(x) for _ in range(world)]
+                call = (lambda: dist.all_reduce(x)) if op == "all_reduce" else (lambda: dist.all_gather(outs, x))
+                for _ in range(COLLECTIVE_WARMUP):
+                    call()
+                sync()
+                dist.barrier()
+                t0 = time.perf_counter()
+                for _ in range(COLLECTIVE_CALLS):
+                    call()
+                sync()
+                t = torch.tensor([(time.perf_counter() - t0) / COLLECTIVE_CALLS], dtype=torch.float64, device=dev)
+                dist.all_reduce(t, op=dist.ReduceOp.MAX)
+                seconds[op].append(float(t.item()))
+        return {"seconds": seconds, "process_group": dist.get_backend()} if rank == 0 else None
+    finally:
+        dist.destroy_process_group()

@@ -77,10 +77,10 @@ def launch_command(job_path: Path, spec_device: str, params: dict[str, Any], opt
     world = int(params["world_size"])
     env = dict(os.environ)
     nnodes = max(1, opts.nnodes)
-    # every rank the same share of this node's cores (torchrun alone would give 1 thread per
-    # rank at W>1 and all cores at W=1); --threads sets it
-    per_node = 1 if params.get("launch") == "devices" else max(1, world // nnodes)
-    env["OMP_NUM_THREADS"] = str(opts.threads or max(1, (os.cpu_count() or 1) // per_node))
+    # Every rank the same cores at every world size of the run (the node's cores over the
+    # most ranks it hosts), so weak scaling adds devices of one size; --threads sets it.
+    most = 1 if params.get("launch") == "devices" else max(1, max(opts.world_sizes, default=world) // nnodes)
+    env["OMP_NUM_THREADS"] = str(opts.threads or max(1, (os.cpu_count() or 1) // most))
     rank_cmd = ["-m", "xpubench.run.rank", str(job_path)]
     if params.get("launch") == "devices":
         simulated = spec_device == "cpu"

@@ -109,13 +109,14 @@ def run_rank(job: dict[str, Any]) -> int:
     out_dir = Path(job["out_dir"])
     opts = RunOptions.from_dict(job["options"])
     spec = BackendSpec.parse(job["spec"])
-    if spec.device != "cpu":  # one device per process: the launcher's local rank picks it
-        spec = replace(spec, index=int(os.environ.get("LOCAL_RANK", "0")) + (spec.index or 0))
     (out_dir / PID_DIR / f"{rank}.pid").write_text(str(os.getpid()))
     case = specmod.find(tuple(job["key"]), job["params"])
     suite = importlib.import_module(case.workload.module)
     try:
-        suite.prepare_process(spec.framework, spec.device, case.params, opts.case_timeout_s)
+        # joins the ranks; names this process's device where it is not the spec's
+        index = suite.prepare_process(spec.framework, spec.device, case.params, opts.case_timeout_s)
+        if index is not None:
+            spec = replace(spec, index=index)
         backend = make_backend(spec)
         set_up(backend, opts)
         backend.activate()
