@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 MODE = "dp_train_step"  # the distributed suite's mode (xpubench.suites.distributed.MODE)
 LAUNCH_SHARE_OF_CASE_TIMEOUT = 0.8  # the worker's own deadline must not fire first
-# torchrun's failure summary: "rank: 1 (local_rank: 1)\n  exitcode : -9 (pid: 123)"
-_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
+# torchrun's failure summary, one entry per failed rank: "rank : 1 (local_rank: 1)\n  exitcode : -9 (pid: 123)"
+_RANK_EXIT = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank[^)]*\)\s*exitcode\s*:\s*(-?\d+)")
 JAX_COORDINATOR_ENV = "XPUBENCH_JAX_COORDINATOR"
 SIMULATED_DEVICES_ENV = "XPUBENCH_SIMULATED_DEVICES"
 
@@ -135,16 +135,27 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _failed_rank(out_dir: Path, log: str, exit_code: int | None) -> tuple[str, str, int | None]:
-    """(status, reason, rank) of a failed launch, from the rank's own file or the launcher's summary."""
+    """(status, reason, rank) of a failed launch.
+
+    A rank killed by a signal is the cause (its peers only saw their connections drop),
+    named by the launcher's failure summary; otherwise the first rank that wrote its
+    failure; otherwise the launcher's last words."""
+    exits = [(int(r), int(c)) for r, c in _RANK_EXIT.findall(log)]
+    killed = [(r, c) for r, c in exits if c < 0 and c != -signal.SIGTERM]  # SIGTERM: the launcher's own stop
+    if killed:
+        rank, code = killed[0]
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+        return "crashed", f"rank {rank} {how}", rank
     files = list(out_dir.glob("rank*.json"))
     if files:  # a rank that raised said so; the first to fail is the cause, the rest followed it
         first = json.loads(min(files, key=lambda f: f.stat().st_mtime_ns).read_text())
         return first["status"], first["reason"], first.get("rank")
-    m = _ROOT_CAUSE.search(log)
-    if m:
-        rank, code = int(m.group(1)), int(m.group(2))
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        return "crashed", f"rank {rank} {how}", rank
+    if exits:
+        rank, code = exits[0]
+        return "crashed", f"rank {rank} exit code {code}", rank
     tail = " | ".join(log.strip().splitlines()[-3:])[-400:]
     return "crashed", f"launcher exit code {exit_code}: {tail}", None
 
