@@ -218,7 +218,8 @@ def measure_distributed(backend: "Backend", case: "Case", options: "RunOptions",
             doc = json.loads(sorted(out_dir.glob("rank*.json"))[0].read_text())
             rec.update(status=doc["status"], reason=doc["reason"])
         elif code == 0:
-            rec.update(status="ok", reason="measured by rank 0 on node 0, which writes the results")
+            # this node's ranks took part; rank 0 (node 0) holds the figures and writes them
+            rec.update(status="skipped", reason="measured on node 0: its rank 0 writes the results")
         else:
             status, why, rank = _failed_rank(out_dir, log_text, code)
             rec.update(status=status, reason=why, failed_rank=rank)
