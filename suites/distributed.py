@@ -87,6 +87,16 @@ resnet18 = _declare("resnet18", "samples", tr.resnet18.sizes,
 gpt = _declare("gpt", "tokens", tr.gpt.sizes, "data-parallel GPT decoder step")
 
 
+def launch_skip_reason(framework: str, params: Mapping[str, Any]) -> str | None:
+    """Why a framework does not run this launch (asked by the launcher before any process starts)."""
+    if framework == "torch" and params.get("launch") != "processes":
+        return TORCH_ONE_PROCESS_PER_DEVICE
+    return None
+
+
+TORCH_ONE_PROCESS_PER_DEVICE = "torch DDP runs one process per device (launch=processes)"
+
+
 # ------------------------------------------------------------------ per-process set-up
 def collective_timeout_s(case_timeout_s: float) -> float:
     """A dead or hung peer fails the collectives well before the case's own deadline."""
@@ -131,13 +141,14 @@ def finish_process(framework: str) -> None:
 class TorchRanks:
     """The measuring loop's collectives on a gloo group beside the step's own (nccl on CUDA)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
         import torch
         import torch.distributed as dist
 
         self._torch, self._dist = torch, dist
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        self._group = dist.new_group(backend="gloo")
+        # its own timeout: a new group would otherwise wait torch's default 30 minutes on a hung peer
+        self._group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
 
     def barrier(self) -> None:
         self._dist.barrier(group=self._group)
@@ -164,11 +175,11 @@ def torch_dp_step(ctx, p: Mapping[str, Any], model_name: str):
     from xpubench.measure.ranks import DistributedStep
 
     if p.get("launch") != "processes":
-        tr.skip_case("torch DDP runs one process per device (launch=processes)")
+        tr.skip_case(TORCH_ONE_PROCESS_PER_DEVICE)
     reason = tr.torch_cpu_fp16_skip(ctx)
     if reason:
         tr.skip_case(reason)
-    ranks = TorchRanks()
+    ranks = TorchRanks(collective_timeout_s(ctx.options.case_timeout_s if ctx.options else 600.0))
     w, r = ranks.world_size, ranks.rank
     if w != p["world_size"]:
         raise RuntimeError(f"launched {w} ranks for world size {p['world_size']}")

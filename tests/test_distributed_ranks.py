@@ -132,3 +132,17 @@ def test_probe_collectives_writes_a_bus_bandwidth_curve(tmp_path):
     rows = entry["ops"]["all_reduce"]
     assert [r["bytes"] for r in rows] == sorted(r["bytes"] for r in rows)
     assert all(r["busbw_bytes_per_s"] > 0 for r in rows + entry["ops"]["all_gather"])
+
+
+def test_a_hung_rank_is_a_timeout_naming_it_and_the_run_goes_on(monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "1:hang")
+    opts = RunOptions(size="smoke", telemetry=False, time_budget_s=0.1, min_rounds=3, case_timeout_s=60)
+    rec = measure_distributed(make_backend("torch:cpu:fp32"), _case("mnist_cnn", 2), opts)
+    assert rec["status"] == "timeout" and rec["failed_rank"] == 1, rec["reason"]
+    assert not _leftovers(rec)
+
+
+def test_torch_is_not_launched_for_one_process_over_several_devices():
+    rec = measure_distributed(make_backend("torch:cpu:fp32"), _case("mnist_cnn", 2, launch="devices"), OPTS)
+    assert rec["status"] == "skipped" and "one process per device" in rec["reason"]
+    assert "launch" not in rec  # no process was started

@@ -56,6 +56,14 @@ def expand_world_sizes(cases: list["Case"], opts: "RunOptions") -> list["Case"]:
     return out
 
 
+def _suite_skip_reason(case: "Case", framework: str) -> str | None:
+    """The suite's own word on a launch this framework does not offer, said before any process starts."""
+    import importlib
+
+    hook = getattr(importlib.import_module(case.workload.module), "launch_skip_reason", None)
+    return hook(framework, dict(case.params)) if hook else None
+
+
 @dataclass
 class Launch:
     """The command and environment of one case's ranks."""
@@ -134,6 +142,16 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+_PEER_FAILURE = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe",
+                 "distbackenderror", "distnetworkerror")
+
+
+def _peer_failure(reason: str) -> bool:
+    """A rank's error that says a peer went missing, not that this rank failed on its own."""
+    text = reason.lower()
+    return any(m in text for m in _PEER_FAILURE)
+
+
 def _failed_rank(out_dir: Path, log: str, exit_code: int | None) -> tuple[str, str, int | None]:
     """(status, reason, rank) of a failed launch.
 
@@ -149,10 +167,16 @@ def _failed_rank(out_dir: Path, log: str, exit_code: int | None) -> tuple[str, s
         except ValueError:
             how = f"killed by signal {-code}"
         return "crashed", f"rank {rank} {how}", rank
-    files = list(out_dir.glob("rank*.json"))
-    if files:  # a rank that raised said so; the first to fail is the cause, the rest followed it
-        first = json.loads(min(files, key=lambda f: f.stat().st_mtime_ns).read_text())
-        return first["status"], first["reason"], first.get("rank")
+    files = sorted(out_dir.glob("rank*.json"), key=lambda f: f.stat().st_mtime_ns)
+    docs = [json.loads(f.read_text()) for f in files]
+    started = {int(p.stem) for p in (out_dir / PID_DIR).glob("*.pid")}
+    silent = sorted(started - {d["rank"] for d in docs})
+    if docs and silent and all(_peer_failure(d["reason"]) for d in docs):
+        # every rank that spoke only lost a peer: the one that said nothing hung
+        return "timeout", (f"rank {silent[0]} hung: its peers' collectives failed waiting for it "
+                           f"({docs[0]['reason'][:200]}); all ranks stopped"), silent[0]
+    if docs:  # a rank that raised said so; the first to fail is the cause, the rest followed it
+        return docs[0]["status"], docs[0]["reason"], docs[0].get("rank")
     if exits:
         rank, code = exits[0]
         return "crashed", f"rank {rank} exit code {code}", rank
@@ -168,7 +192,7 @@ def measure_distributed(backend: "Backend", case: "Case", options: "RunOptions",
     rec = case_record(case, backend.spec)
     world = int(case.params["world_size"])
     rec.update(world_size=world, nnodes=max(1, options.nnodes), scaling=case.params.get("scaling", "weak"))
-    reason = backend.skip_reason(case)
+    reason = backend.skip_reason(case) or _suite_skip_reason(case, backend.spec.framework)
     if reason:
         rec.update(status="skipped", reason=reason)
         return rec
