@@ -15,6 +15,8 @@ the first two from the run's options):
 - ``scaling``: ``weak`` (``batch`` per device, the global batch grows with W) or
   ``strong`` (``batch`` is the global batch, split over the W devices).
 - ``launch``: ``processes`` or ``devices`` (JAX only; torch DDP is one process per device).
+- ``impl``: ``ddp`` (replicated parameters, gradients all-reduced: torch DDP, the JAX mesh
+  step) or ``fully_shard`` (torch FSDP2, parameters sharded; torch only).
 
 The global batch is drawn once from the case's seed and each rank takes its rows, so
 W ranks see exactly the batch one rank sees at W=1 in strong scaling (the parity test
@@ -32,8 +34,6 @@ function compiled for one device on that device's rows.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import os
 from datetime import timedelta
 from typing import Any, Mapping
@@ -71,7 +71,9 @@ def _work(model: str):
     return work
 
 
-_VARIANTS = ({"launch": "processes"}, {"launch": "devices"})
+# torch: DDP and FSDP2 (one process per device); JAX: processes or one process over the devices
+_VARIANTS = ({"launch": "processes", "impl": "ddp"}, {"launch": "processes", "impl": "fully_shard"},
+             {"launch": "devices", "impl": "ddp"})
 
 
 def _declare(model: str, unit: str, sizes: Mapping[str, Mapping[str, Any]], description: str):
@@ -91,6 +93,8 @@ def launch_skip_reason(framework: str, params: Mapping[str, Any]) -> str | None:
     """Why a framework does not run this launch (asked by the launcher before any process starts)."""
     if framework == "torch" and params.get("launch") != "processes":
         return TORCH_ONE_PROCESS_PER_DEVICE
+    if framework != "torch" and params.get("impl", "ddp") != "ddp":
+        return f"{params['impl']} is torch's FSDP2; the {framework} step replicates the parameters (impl=ddp)"
     return None
 
 
@@ -137,105 +141,15 @@ def finish_process(framework: str) -> None:
             dist.destroy_process_group()
 
 
-# ------------------------------------------------------------------ torch
-class TorchRanks:
-    """The measuring loop's collectives on a gloo group beside the step's own (nccl on CUDA)."""
-
-    def __init__(self, timeout_s: float) -> None:
-        import torch
-        import torch.distributed as dist
-
-        self._torch, self._dist = torch, dist
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        # its own timeout: a new group would otherwise wait torch's default 30 minutes on a hung peer
-        self._group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
-
-    def barrier(self) -> None:
-        self._dist.barrier(group=self._group)
-
-    def max(self, value: float) -> float:
-        t = self._torch.tensor([value], dtype=self._torch.float64)
-        self._dist.all_reduce(t, op=self._dist.ReduceOp.MAX, group=self._group)
-        return float(t.item())
-
-    def gather(self, obj: Any) -> list[Any] | None:
-        out = [None] * self.world_size if self.rank == 0 else None
-        self._dist.gather_object(obj, out, dst=0, group=self._group)
-        return out
-
-
-def torch_dp_step(ctx, p: Mapping[str, Any], model_name: str):
-    """A DDP training step on this rank's rows of the global batch."""
-    import torch
-    import torch.distributed as dist
-    import torch.nn.functional as F
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from xpubench.seeding import seed_for
-    from xpubench.measure.ranks import DistributedStep
-
-    if p.get("launch") != "processes":
-        tr.skip_case(TORCH_ONE_PROCESS_PER_DEVICE)
-    reason = tr.torch_cpu_fp16_skip(ctx)
-    if reason:
-        tr.skip_case(reason)
-    ranks = TorchRanks(collective_timeout_s(ctx.options.case_timeout_s if ctx.options else 600.0))
-    w, r = ranks.world_size, ranks.rank
-    if w != p["world_size"]:
-        raise RuntimeError(f"launched {w} ranks for world size {p['world_size']}")
-    per = per_device_batch(p)
-    recipe = tr.torch_recipe(model_name, ctx, {**p, "batch": global_batch(p)})
-    devices = [ctx.device] if ctx.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed_for("init", ctx.seed))  # the same weights on every rank
-        model = ctx.module(recipe.model())
-    model.train()
-    initial = copy.deepcopy(model.state_dict())
-    ddp = DDP(model, device_ids=[ctx.device.index] if devices else None, broadcast_buffers=False)
-    x, y = recipe.batch()
-    x, y = x[r * per:(r + 1) * per], y[r * per:(r + 1) * per]
-    opt = recipe.optimizer(model)
-    named = dict(model.named_parameters())
-    state: dict[str, Any] = {"loss": None}
-
-    def one(sync: contextlib.AbstractContextManager, step: bool = True):
-        opt.zero_grad(set_to_none=True)
-        with sync:  # no_sync() must hold over forward and backward
-            with ctx.autocast():
-                logits = recipe.forward(ddp, x)
-            loss = F.cross_entropy(logits.float().flatten(0, -2), y.flatten())
-            loss.backward()
-        if step:
-            opt.step()
-        state["loss"] = loss
-        return loss
-
-    def check() -> dict:
-        """Gradients of one step from the initial weights, dropout off (parity with W=1)."""
-        model.load_state_dict(initial)
-        model.eval()
-        try:
-            loss = one(contextlib.nullcontext(), step=False).detach().clone()
-        finally:
-            model.train()
-        dist.all_reduce(loss)  # the global batch's mean loss (equal rows per rank)
-        return {"loss": ctx.numpy(loss / w), "grad_first": ctx.numpy(named[recipe.probes[0]].grad),
-                "grad_last": ctx.numpy(named[recipe.probes[1]].grad)}
-
-    def finite() -> bool:
-        return state["loss"] is None or bool(torch.isfinite(state["loss"]))
-
-    notes = {**recipe.notes, "implementation": "torch.nn.parallel.DistributedDataParallel",
-             "process_group": dist.get_backend(), "per_device_batch": per, "global_batch": global_batch(p),
-             "broadcast_buffers": False}
-    return DistributedStep(run=lambda: one(contextlib.nullcontext()), check=check, finite=finite, notes=notes,
-                           ranks=ranks, run_local=lambda: one(ddp.no_sync()),
-                           local_method="the same step under DDP no_sync(): no gradient all-reduce")
-
-
 for _w in (mnist_cnn, resnet18, gpt):
-    _w.builder("torch")(lambda ctx, p, mode, _n=_w.name: torch_dp_step(ctx, p, _n))
+    _w.builder("torch")(lambda ctx, p, mode, _n=_w.name: _torch_dp_step(ctx, p, _n))
     _w.builder("jax")(lambda ctx, p, mode, _n=_w.name: _jax_dp_step(ctx, p, _n))
+
+
+def _torch_dp_step(ctx, p: Mapping[str, Any], model_name: str):
+    from xpubench.suites.distributed_torch import torch_dp_step
+
+    return torch_dp_step(ctx, p, model_name)
 
 
 def _jax_dp_step(ctx, p: Mapping[str, Any], model_name: str):
@@ -244,43 +158,8 @@ def _jax_dp_step(ctx, p: Mapping[str, Any], model_name: str):
     return jax_dp_step(ctx, p, model_name)
 
 
-# ------------------------------------------------------------------ probe: collectives
-COLLECTIVE_WARMUP, COLLECTIVE_CALLS = 3, 10
-
-
 def collective_seconds(device: str, sizes: list[int], ops: list[str]) -> dict[str, Any] | None:
-    """Seconds per call of each op at each message size (bytes, fp32), the slowest rank's;
-    rank 0 gets them (``xpubench probe --collectives``; launched by torch.distributed.run)."""
-    import time
+    """``xpubench probe --collectives``' kernel (torch.distributed): see distributed_torch."""
+    from xpubench.suites.distributed_torch import collective_seconds as measure
 
-    import torch
-    import torch.distributed as dist
-
-    dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=timedelta(seconds=120))
-    try:
-        rank, world = dist.get_rank(), dist.get_world_size()
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device == "cuda" else torch.device("cpu")
-        sync = (lambda: torch.cuda.synchronize(dev)) if device == "cuda" else (lambda: None)
-        seconds: dict[str, list[float]] = {}
-        for op in ops:
-            seconds[op] = []
-            for nbytes in sizes:
-                # all_gather: nbytes is the gathered (output) size, as nccl-tests count it
-                n = max(1, nbytes // 4 // (world if op == "all_gather" else 1))
-                x = torch.ones(n, device=dev)
-                outs = [torch.empty_like(x) for _ in range(world)]
-                call = (lambda: dist.all_reduce(x)) if op == "all_reduce" else (lambda: dist.all_gather(outs, x))
-                for _ in range(COLLECTIVE_WARMUP):
-                    call()
-                sync()
-                dist.barrier()
-                t0 = time.perf_counter()
-                for _ in range(COLLECTIVE_CALLS):
-                    call()
-                sync()
-                t = torch.tensor([(time.perf_counter() - t0) / COLLECTIVE_CALLS], dtype=torch.float64, device=dev)
-                dist.all_reduce(t, op=dist.ReduceOp.MAX)
-                seconds[op].append(float(t.item()))
-        return {"seconds": seconds, "process_group": dist.get_backend()} if rank == 0 else None
-    finally:
-        dist.destroy_process_group()
+    return measure(device, sizes, ops)

@@ -94,7 +94,8 @@ def measure_ranks(backend, step, units: float | None, world: int, opts: RunOptio
         out["communication"] = {"share": max(0.0, 1.0 - lmed / med) if med else None,
                                 "step_without_exchange_s": lmed, "method": step.local_method}
     else:
-        out["communication"] = {"share": None, "method": "not measured"}
+        out["communication"] = {"share": None, "method": "not measured: this implementation has no step "
+                                                          "without exchange"}
     if checked is not None:
         out["check"] = {k: v.tolist() for k, v in checked.items()}
     return out
