@@ -136,10 +136,10 @@ class RunOptions:
     # distributed suite (-s distributed): world sizes, scaling, torchrun's multi-node rendezvous
     world_sizes: tuple[int, ...] = option((1, 2), Flag(
         ("--world-size",), "distributed suite: ranks (devices) to run each case at, e.g. 1,2,4 (default 1,2)",
-        type=world_sizes, metavar="W[,W...]"))
+        type=world_sizes, metavar="W[,W...]", in_pytest=False))
     scaling: str = option("weak", Flag(
         ("--scaling",), "distributed suite: weak (batch per device, default) or strong (global batch split)",
-        type=scaling_mode, metavar="weak|strong"))
+        type=scaling_mode, metavar="weak|strong", in_pytest=False))
     nnodes: int = option(1, Flag(
         ("--nnodes",), "distributed suite: nodes taking part (torchrun's --nnodes; default 1)", type=int,
         metavar="N", in_pytest=False))

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,8 +187,8 @@ def _failed_rank(out_dir: Path, log: str, exit_code: int | None) -> tuple[str, s
 def measure_distributed(backend: "Backend", case: "Case", options: "RunOptions", *,
                         check: bool = False) -> dict[str, Any]:
     """Run one distributed case at its world size; the record, or a failure record naming the rank."""
-    from dataclasses import replace
-
+    if "world_size" not in case.params:  # selected without expand_world_sizes (e.g. pytest): the first size
+        case = expand_world_sizes([case], replace(options, world_sizes=options.world_sizes[:1]))[0]
     rec = case_record(case, backend.spec)
     world = int(case.params["world_size"])
     rec.update(world_size=world, nnodes=max(1, options.nnodes), scaling=case.params.get("scaling", "weak"))
