@@ -69,19 +69,22 @@ class DataParallel:
 class FullyShard(DataParallel):
     """FSDP2: every parameter-holding child and the root sharded over the ranks."""
 
-    implementation = "torch.distributed.fsdp.fully_shard (FSDP2), per child module and root"
+    implementation = "torch.distributed.fsdp.fully_shard (FSDP2): each block of a ModuleList, then the root"
     # No comm-free twin: a sharded step must all-gather its parameters, and a backward with
     # gradient sync off keeps unsharded gradients that the next synced step would add in.
     local_method = ""
 
     def __init__(self, model, ctx) -> None:
+        import torch
         from torch.distributed.fsdp import fully_shard
 
         self.model = model
         self.initial = copy.deepcopy(model.state_dict())
-        for child in model.children():
-            if any(True for _ in child.parameters()):
-                fully_shard(child)
+        # Blocks (transformer layers) get their own groups, as FSDP2 users wrap them; the root
+        # keeps the rest, tied weights included (GPT's head shares the embedding).
+        for blocks in (m for m in model.modules() if isinstance(m, torch.nn.ModuleList)):
+            for block in blocks:
+                fully_shard(block)
         self.module = fully_shard(model)
 
     def restore(self) -> None:
