@@ -38,15 +38,13 @@ import os
 from datetime import timedelta
 from typing import Any, Mapping
 
-from xpubench.spec.registry import Work, workload
+# the launcher names JAX's coordinator and says when XLA's CPU devices are simulated
+from xpubench.run.distributed import JAX_COORDINATOR_ENV, SIMULATED_DEVICES_ENV  # noqa: F401
+from xpubench.spec.registry import DATA_PARALLEL_MODE, Work, workload
 from xpubench.suites import training as tr
 
-MODE = "dp_train_step"
 SCALINGS = ("weak", "strong")
 LAUNCHES = ("processes", "devices")
-# The launcher names the JAX coordinator (host:port) here; jax.distributed.initialize reads it.
-JAX_COORDINATOR_ENV = "XPUBENCH_JAX_COORDINATOR"
-SIMULATED_DEVICES_ENV = "XPUBENCH_SIMULATED_DEVICES"  # set by the launcher with the XLA flag
 
 
 def global_batch(p: Mapping[str, Any]) -> int:
@@ -78,8 +76,9 @@ _VARIANTS = ({"launch": "processes", "impl": "ddp"}, {"launch": "processes", "im
 
 def _declare(model: str, unit: str, sizes: Mapping[str, Mapping[str, Any]], description: str):
     return workload(
-        suite="distributed", name=model, modes=(MODE,), unit=unit, sizes=sizes, work=_work(model),
-        description=description, precisions=("fp32", "tf32", "bf16"), variants=_VARIANTS, opt_in=True)
+        suite="distributed", name=model, modes=(DATA_PARALLEL_MODE,), unit=unit, sizes=sizes,
+        work=_work(model), description=description, precisions=("fp32", "tf32", "bf16"), variants=_VARIANTS,
+        opt_in=True)
 
 
 mnist_cnn = _declare("mnist_cnn", "samples", tr.mnist_cnn.sizes,

@@ -11,8 +11,7 @@ from xpubench.measure import record
 from xpubench.measure import step as measuring
 from xpubench.measure.convergence import TO_TARGET_MODE, measure_convergence
 from xpubench.measure.latency import latency_block
-
-DISTRIBUTED_MODE = "dp_train_step"  # xpubench.run.distributed starts the ranks
+from xpubench.spec.registry import DATA_PARALLEL_MODE
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend
@@ -38,7 +37,7 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     if reason:
         rec.update(status="skipped", reason=reason)
         return rec
-    if case.mode == DISTRIBUTED_MODE:  # distributed: its ranks run in processes of their own
+    if case.mode == DATA_PARALLEL_MODE:  # distributed: xpubench.run.distributed starts the ranks
         from xpubench.run.distributed import measure_distributed
 
         return measure_distributed(backend, case, options)

@@ -1,4 +1,4 @@
-"""The distributed suite's scaling view: per case throughput against world size beside the ideal line, and an efficiency table.
+"""The distributed suite's scaling view: throughput against world size beside the ideal line, and efficiencies.
 
 Reads plain record dicts (``world_size``, ``throughput_per_s``, ``scaling_efficiency``
 and its CI, ``communication.share``): nothing here imports a backend or a suite.

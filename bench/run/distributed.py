@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from xpubench.measure.record import case_record
 from xpubench.run.rank import PID_DIR, RESULT_FILE
+from xpubench.spec.registry import DATA_PARALLEL_MODE
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend
     from xpubench.options import RunOptions
     from xpubench.spec.registry import Case
 
-MODE = "dp_train_step"  # the distributed suite's mode (xpubench.suites.distributed.MODE)
 LAUNCH_SHARE_OF_CASE_TIMEOUT = 0.8  # the worker's own deadline must not fire first
 # torchrun's failure summary, one entry per failed rank: "rank : 1 (local_rank: 1)\n  exitcode : -9 (pid: 123)"
 _RANK_EXIT = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank[^)]*\)\s*exitcode\s*:\s*(-?\d+)")
@@ -48,7 +48,7 @@ def expand_world_sizes(cases: list["Case"], opts: "RunOptions") -> list["Case"]:
 
     out: list[Case] = []
     for c in cases:
-        if c.mode != MODE:
+        if c.mode != DATA_PARALLEL_MODE:
             out.append(c)
             continue
         out += [Case(c.workload, c.size, c.mode, {**c.params, "world_size": w, "scaling": opts.scaling})

@@ -58,7 +58,8 @@ def _median(xs: list[float]) -> float | None:
     return st.quantile(sorted(xs), 0.5) if xs else None
 
 
-def measure_ranks(backend, step, units: float | None, world: int, opts: RunOptions, check: bool) -> dict[str, Any] | None:
+def measure_ranks(backend, step, units: float | None, world: int, opts: RunOptions,
+                  check: bool) -> dict[str, Any] | None:
     """Time the step (and the step without exchange) in synchronised rounds; rank 0 gets the result."""
     from xpubench.backends.base import Step
     from xpubench.measure.ranks import measure_synced
@@ -125,7 +126,8 @@ def run_rank(job: dict[str, Any]) -> int:
         _inject_fault(rank)
         rec: dict[str, Any] = {"flops_per_step": case.work.flops}
         note_step(rec, step)
-        result = measure_ranks(backend, step, case.work.units, int(case.params["world_size"]), opts, job.get("check", False))
+        result = measure_ranks(backend, step, case.work.units, int(case.params["world_size"]), opts,
+                               job.get("check", False))
         if result is not None:
             result.update(rec)
             _write(out_dir / RESULT_FILE, result)
