@@ -45,6 +45,9 @@ def test_repository_matrix_has_the_three_legs_of_the_issue():
     assert m.path == M.DEFAULT_PATH
     assert list(m.legs) == ["cpu", "cuda", "tpu", "multi-gpu"]
     assert m.legs["multi-gpu"].suites == ("distributed",) and "multi-gpu" in m.legs["multi-gpu"].runs_on
+    assert m.legs["multi-gpu"].world_sizes == (1, 2, 4, 8) and m.legs["cpu"].world_sizes == ()
+    assert M.leg_options(m.legs["multi-gpu"], {}).world_sizes == (1, 2, 4, 8)
+    assert "--world-size" in m.legs["multi-gpu"].run_args() and "--world-size" not in m.legs["cpu"].run_args()
     assert m.legs["cpu"].backends == ("torch:cpu:fp32", "torch:cpu:bf16", "jax:cpu:fp32")
     assert m.legs["cuda"].backends == ("torch:cuda:fp32", "torch:cuda:tf32", "torch:cuda:bf16", "torch:cuda:fp16",
                                        "torch:cuda:fp8", "jax:gpu:fp32", "jax:gpu:bf16")
