@@ -125,8 +125,11 @@ def prepare_process(framework: str, device: str, params: Mapping[str, Any], case
 
         if device == "cpu":
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # one accelerator per process, as torch's ranks (a CPU process has its one CPU device)
+        local = None if device == "cpu" else [int(os.environ.get("LOCAL_RANK", "0"))]
         jax.distributed.initialize(os.environ[JAX_COORDINATOR_ENV], num_processes=int(os.environ["WORLD_SIZE"]),
-                                   process_id=int(os.environ["RANK"]), initialization_timeout=int(timeout))
+                                   process_id=int(os.environ["RANK"]), local_device_ids=local,
+                                   initialization_timeout=int(timeout))
         platform = {"gpu": "gpu", "tpu": "tpu"}.get(device, "cpu")
         return jax.devices(platform).index(jax.local_devices(backend=platform)[0])
     return None
