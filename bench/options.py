@@ -34,6 +34,23 @@ def fraction(text: str) -> float:
     return v
 
 
+def world_sizes(text: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4): positive integers."""
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected world sizes like 1,2,4, got {text!r}")
+    return sizes
+
+
+def scaling_mode(text: str) -> str:
+    if text not in ("weak", "strong"):
+        raise argparse.ArgumentTypeError(f"expected weak or strong, got {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Flag:
     """How one option is spelled and parsed on a command line."""
@@ -116,13 +133,29 @@ class RunOptions:
     seed: int = option(0, Flag(
         ("--seed",), "base seed of the inputs and, for convergence cases, of the initial weights and "
         "data order (default 0)", type=int, metavar="N"))
+    # distributed suite (-s distributed): world sizes, scaling, torchrun's multi-node rendezvous
+    world_sizes: tuple[int, ...] = option((1, 2), Flag(
+        ("--world-size",), "distributed suite: ranks (devices) to run each case at, e.g. 1,2,4 (default 1,2)",
+        type=world_sizes, metavar="W[,W...]", in_pytest=False))
+    scaling: str = option("weak", Flag(
+        ("--scaling",), "distributed suite: weak (batch per device, default) or strong (global batch split)",
+        type=scaling_mode, metavar="weak|strong", in_pytest=False))
+    nnodes: int = option(1, Flag(
+        ("--nnodes",), "distributed suite: nodes taking part (torchrun's --nnodes; default 1)", type=int,
+        metavar="N", in_pytest=False))
+    node_rank: int = option(0, Flag(
+        ("--node-rank",), "distributed suite: this node's rank (torchrun's --node-rank); node 0 writes "
+        "the results", type=int, metavar="R", in_pytest=False))
+    rdzv_endpoint: str | None = option(None, Flag(
+        ("--rdzv-endpoint",), "distributed suite: HOST:PORT of node 0 (torchrun's --rdzv-endpoint)",
+        metavar="HOST:PORT", in_pytest=False))
     # address space a worker may add after setup (tests); no flag
     memory_limit_bytes: int | None = option(None)
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise UserError(f"unknown size {self.size!r}; accepted: {', '.join(SIZES)}")
-        for name in ("backends", "suites", "cases"):  # lists from argparse, tuples here
+        for name in ("backends", "suites", "cases", "world_sizes"):  # lists from argparse, tuples here
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
 
     @classmethod

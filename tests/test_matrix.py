@@ -43,7 +43,11 @@ backends = ["torch:cpu:fp32"]
 def test_repository_matrix_has_the_three_legs_of_the_issue():
     m = M.load_matrix()
     assert m.path == M.DEFAULT_PATH
-    assert list(m.legs) == ["cpu", "cuda", "tpu"]
+    assert list(m.legs) == ["cpu", "cuda", "tpu", "multi-gpu"]
+    assert m.legs["multi-gpu"].suites == ("distributed",) and "multi-gpu" in m.legs["multi-gpu"].runs_on
+    assert m.legs["multi-gpu"].world_sizes == (1, 2, 4, 8) and m.legs["cpu"].world_sizes == ()
+    assert M.leg_options(m.legs["multi-gpu"], {}).world_sizes == (1, 2, 4, 8)
+    assert "--world-size" in m.legs["multi-gpu"].run_args() and "--world-size" not in m.legs["cpu"].run_args()
     assert m.legs["cpu"].backends == ("torch:cpu:fp32", "torch:cpu:bf16", "jax:cpu:fp32")
     assert m.legs["cuda"].backends == ("torch:cuda:fp32", "torch:cuda:tf32", "torch:cuda:bf16", "torch:cuda:fp16",
                                        "torch:cuda:fp8", "jax:gpu:fp32", "jax:gpu:bf16")
@@ -156,7 +160,7 @@ def test_github_json_is_one_line_and_carries_what_the_leg_job_reads(capsys):
     assert out.count("\n") == 1
     doc = json.loads(out)
     assert doc == M.load_matrix().github()
-    assert [e["leg"] for e in doc["include"]] == ["cpu", "cuda", "tpu"]
+    assert [e["leg"] for e in doc["include"]] == ["cpu", "cuda", "tpu", "multi-gpu"]
     cuda = doc["include"][1]
     assert cuda["runs_on"] == ["self-hosted", "linux", "x64", "gpu"] and cuda["extras"] == "cuda"
     assert cuda["job_timeout_minutes"] == cuda["timeout_minutes"] + M.JOB_OVERHEAD_MINUTES

@@ -44,7 +44,7 @@ ENV_VAR = "XPUBENCH_MATRIX"
 JOB_OVERHEAD_MINUTES = 30
 
 LEG_KEYS = {"description", "runs_on", "extras", "backends", "suites", "cases", "size", "time_budget_s",
-            "threshold", "rule", "alpha", "machine_id", "timeout_minutes"}
+            "threshold", "rule", "alpha", "machine_id", "timeout_minutes", "world_sizes"}
 DEFAULT_KEYS = LEG_KEYS - {"description", "runs_on", "backends"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EXTRA_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -71,12 +71,15 @@ class Leg:
     alpha: float  # family-wise significance of one machine's night (Bonferroni over its comparisons)
     machine_id: str  # "" = derived from the hardware
     timeout_minutes: int
+    world_sizes: tuple[int, ...] = ()  # distributed suite: `--world-size`; empty = the run's default
 
     def run_args(self) -> list[str]:
         """The `xpubench run` arguments this leg stands for (what `--leg` fills in)."""
         out = [a for b in self.backends for a in ("-b", b)]
         out += [a for s in self.suites for a in ("-s", s)]
         out += [a for c in self.cases for a in ("-k", c)]
+        if self.world_sizes:
+            out += ["--world-size", ",".join(map(str, self.world_sizes))]
         return out + ["--size", self.size, "--time-budget", f"{self.time_budget_s:g}"]
 
     def github_entry(self) -> dict[str, Any]:
@@ -217,7 +220,14 @@ def _leg(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], path: P
                size=size, time_budget_s=float(budget), threshold=parse_threshold(v["threshold"], where),
                rule=parse_rule(v.get("rule", DEFAULT_RULE), where),
                alpha=parse_alpha(v.get("alpha", DEFAULT_ALPHA), where),
-               machine_id=machine_id, timeout_minutes=timeout)
+               machine_id=machine_id, timeout_minutes=timeout, world_sizes=_world_sizes(v, where))
+
+
+def _world_sizes(v: dict[str, Any], where: str) -> tuple[int, ...]:
+    sizes = v.get("world_sizes", [])
+    if not isinstance(sizes, list) or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in sizes):
+        raise UserError(f"{where}: world_sizes must be a list of positive integers, got {sizes!r}")
+    return tuple(sizes)
 
 
 def load_matrix(path: str | Path | None = None) -> Matrix:
@@ -272,7 +282,7 @@ def leg_options(leg: Leg, given: Mapping[str, Any]) -> "RunOptions":
 
     budget = leg.time_budget_s if given.get("size") in (None, leg.size) else None
     base = RunOptions(backends=leg.backends, suites=leg.suites, cases=leg.cases, size=leg.size,
-                      time_budget_s=budget)
+                      time_budget_s=budget, **({"world_sizes": leg.world_sizes} if leg.world_sizes else {}))
     return RunOptions.from_flags(given, base)
 
 

@@ -112,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results", metavar="DIR",
                         help="results root; ceilings go to DIR/<machine_id>/ceilings.json (default: results)")
     parser.add_argument("--machine-id", metavar="ID", help="name of this machine (default: from hardware)")
+    from xpubench.hardware.collectives import add_arguments as add_collective_arguments
+
+    add_collective_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         machine = fingerprint(args.machine_id)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if getattr(args, "collectives", False):  # bus bandwidth across ranks, not the ceilings
+        from xpubench.hardware.collectives import run_collectives
+
+        return run_collectives(args, machine["machine_id"])
     targets = [probe.parse_target(t) for t in args.backend] if args.backend else probe.default_targets()
     targets = list(dict.fromkeys(targets))
     if not targets:

@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     cases = specmod.select(list(opts.suites) or None, list(opts.cases) or None, opts.size)
     if not cases:
         raise UserError("no cases selected")
+    from xpubench.run.distributed import expand_world_sizes
+
+    cases = expand_world_sizes(cases, opts)  # distributed cases: one per --world-size
     try:
         machine = fingerprint(args.machine_id)
     except ValueError as e:
@@ -59,14 +62,22 @@ def run(args: argparse.Namespace) -> int:
                 "command": " ".join(["xpubench"] + sys.argv[1:]), "xpubench_version": __version__,
                 "git": machine.get("git"), "size": opts.size, "leg": args.leg, "backends": [str(s) for s in specs],
                 "options": opts.to_dict()}
-    writer = RunWriter(path, run_meta, machine)
+    # several nodes: node 0's rank 0 gathers every rank's figures; only node 0 writes a file
+    writer = RunWriter(path, run_meta, machine) if opts.node_rank == 0 else None
     total = len(specs) * len(cases)
     out = stdout_console()
     out.print(f"xpubench: {len(cases)} cases x {len(specs)} backends = {total} measurements -> {path}")
     with RunDisplay(total, opts.timing_config().time_budget_s) as display:
         runner = Runner(specs, cases, writer, opts, display)
         outcome = runner.run()
+    if writer is None:
+        out.print(status_counts_line(outcome.counts(), outcome.interrupted))
+        out.print(f"node {opts.node_rank}: node 0 writes the results file")
+        return 130 if outcome.interrupted else (0 if outcome.all_good else 1)
     writer.set_run_field("backend_info", runner.backend_info)
+    from xpubench.measure.ranks import attach_scaling
+
+    attach_scaling(writer.doc["measurements"])  # distributed: efficiency against world size 1
     # Place every measurement against this machine's measured ceilings (xpubench
     # probe), or the vendor spec sheet for a known accelerator; null where unknown.
     from xpubench.hardware.ceilings import find_ceilings

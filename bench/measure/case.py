@@ -11,6 +11,7 @@ from xpubench.measure import record
 from xpubench.measure import step as measuring
 from xpubench.measure.convergence import TO_TARGET_MODE, measure_convergence
 from xpubench.measure.latency import latency_block
+from xpubench.spec.registry import DATA_PARALLEL_MODE
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend
@@ -36,6 +37,10 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     if reason:
         rec.update(status="skipped", reason=reason)
         return rec
+    if case.mode == DATA_PARALLEL_MODE:  # distributed: xpubench.run.distributed starts the ranks
+        from xpubench.run.distributed import measure_distributed
+
+        return measure_distributed(backend, case, options)
     if case.mode == TO_TARGET_MODE:  # convergence: train to a target, not timed rounds of one step
         on_epoch = (lambda p: on_round(p.epoch, p.train_s)) if on_round else None
         rec.update(measure_convergence(backend, case, seed=options.seed, on_epoch=on_epoch))

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from xpubench.fmt import DASH, fmt_pct, fmt_si, fmt_time
 from xpubench.hardware.roofline import MFU_SUITES
 from xpubench.measure.convergence import TO_TARGET_MODE
-from xpubench.report import bar_figures, convergence, latency, ratio_figures
+from xpubench.report import bar_figures, convergence, latency, ratio_figures, scaling
 from xpubench.report.figures import Entry, Fig, backend_order, si
 from xpubench.report.model import Model
 from xpubench.report.page import ROOFLINE, Page, status_table, table, td
@@ -78,6 +78,8 @@ def suite_page(model: Model, suite: str) -> Page:
             newest = [r for r in model.runs if r.machine_id == mid and any(m.suite == suite for m in r.measurements)]
             parts.append(convergence.section_html([m.raw for m in newest[-1].measurements if m.suite == suite],
                                                   page.figure))
+        # distributed cases: throughput by world size against the ideal line, efficiency table
+        parts.append(scaling.scaling_section([e.m.raw for e in entries], page.figure))
         cards = [page.figure(f, wide=w) for f, w in suite_figures(entries, baseline)]
         # latency cases (batch 1, every call timed): p50/p99 latency against batched throughput
         cards += [page.figure(f, wide=True) for f in latency.latency_throughput_figures([e.m.raw for e in entries])]

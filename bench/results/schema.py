@@ -14,6 +14,13 @@ a field documents it here):
 - ``roofline``: achieved FLOP/s and bytes/s against the ceilings (``xpubench.hardware.roofline.FIELDS``);
 - ``warnings`` (list of text) and ``notes`` (what a builder noted, e.g. the implementation);
 - ``run.leg``: the nightly-matrix leg a run belongs to.
+- distributed suite: ``world_size``, ``nnodes``, ``scaling`` (weak|strong),
+  ``per_device_throughput_per_s`` (``throughput_per_s`` is global), ``scaling_efficiency``
+  (throughput(W) / (W x throughput(1)) of the same run) with ``scaling_efficiency_ci95`` and
+  ``scaling_efficiency_method``, ``communication`` {``share``, ``step_without_exchange_s``,
+  ``method``}, ``ranks`` (every rank's own median), ``devices``, ``simulated_devices``,
+  ``launch`` {``command``, ``wall_s``, ``threads_per_rank``, ``stragglers_killed``}, and on a
+  failure ``failed_rank`` (time_s is the slowest rank's per round).
 """
 
 from __future__ import annotations

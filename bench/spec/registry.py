@@ -21,7 +21,8 @@ from xpubench.errors import UserError
 
 SIZES = ("smoke", "default", "large")
 LATENCY_PARAM = "latency"  # a case parameter: measured per call, latency percentiles recorded
-MODES = ("forward", "forward_backward", "step", "train_step", "inference", "train_to_target")
+DATA_PARALLEL_MODE = "dp_train_step"  # the distributed suite's: its ranks run in processes of their own
+MODES = ("forward", "forward_backward", "step", "train_step", "inference", "train_to_target", DATA_PARALLEL_MODE)
 
 # Suite modules shipped with xpubench; more can be added with the environment
 # variable XPUBENCH_SUITE_MODULES (comma-separated import paths), which the worker
@@ -33,6 +34,7 @@ BUILTIN_SUITE_MODULES = (
     "xpubench.suites.training",
     "xpubench.suites.inference",
     "xpubench.suites.convergence",
+    "xpubench.suites.distributed",
 )
 
 
