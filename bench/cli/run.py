@@ -35,7 +35,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 def run(args: argparse.Namespace) -> int:
     from xpubench.backends.base import BackendSpec, default_specs
-    from xpubench.cli.console import RunDisplay, status_counts_line, stdout_console, summary_table
+    from xpubench.cli.console import RunDisplay, status_counts_line, stdout_console, summary_table, twin_table
     from xpubench.hardware.fingerprint import fingerprint
     from xpubench.results.writer import RunWriter, new_run_id, run_file_path
     from xpubench.run.supervisor import Runner
@@ -60,13 +60,19 @@ def run(args: argparse.Namespace) -> int:
                 "git": machine.get("git"), "size": opts.size, "leg": args.leg, "backends": [str(s) for s in specs],
                 "options": opts.to_dict()}
     writer = RunWriter(path, run_meta, machine)
-    total = len(specs) * len(cases)
+    total = len(specs) * len(cases) * opts.repeat
     out = stdout_console()
-    out.print(f"xpubench: {len(cases)} cases x {len(specs)} backends = {total} measurements -> {path}")
+    times = f" x {opts.repeat} processes" if opts.repeat > 1 else ""
+    out.print(f"xpubench: {len(cases)} cases x {len(specs)} backends{times} = {total} measurements -> {path}")
     with RunDisplay(total, opts.timing_config().time_budget_s) as display:
         runner = Runner(specs, cases, writer, opts, display)
         outcome = runner.run()
     writer.set_run_field("backend_info", runner.backend_info)
+    writer.set_run_field("schedule", runner.schedule)
+    from xpubench.regress.twins import twin_ratios
+
+    ratios = twin_ratios(outcome.records)
+    writer.set_run_field("twin_ratios", ratios)
     # Place every measurement against this machine's measured ceilings (xpubench
     # probe), or the vendor spec sheet for a known accelerator; null where unknown.
     from xpubench.hardware.ceilings import find_ceilings
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     attach_roofline(writer.doc, find_ceilings(machine["machine_id"], [args.out, "results"]))
     writer.finish(interrupted=outcome.interrupted)
     out.print(summary_table(outcome.records))
+    if ratios:
+        out.print(twin_table(ratios))
     out.print(status_counts_line(outcome.counts(), outcome.interrupted))
     out.print(f"results: {path}")
     if args.report and not outcome.interrupted:
