@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what counts as a regression: 'significant' = significant and the change beyond "
                              "the threshold (default); 'confident' = significant and the whole 95%% CI of "
                              "the change beyond the threshold (the nightly gate's: noisy cases cannot trip it)")
+    parser.add_argument("--trust-rounds", action="store_true",
+                        help="judge files of one process per side on their rounds alone (the rank test compare "
+                             "used before verdict levels); by default such a change is 'unsupported' unless a "
+                             "noise model (calibrate, or several BASE runs) says what a rerun shows")
+    parser.add_argument("--calibration", metavar="FILE", action="append", default=[],
+                        help="calibration.json written by `xpubench calibrate` (repeatable; default: any found "
+                             "under BASE, NEW and results/)")
     parser.add_argument("--format", choices=("table", "markdown"), default="table",
                         help="table for the terminal, markdown for CI job summaries")
 
@@ -58,7 +65,18 @@ def run(args: argparse.Namespace) -> int:
     suites = dict(getattr(args, "suite_threshold", None) or [])
     alpha = getattr(args, "alpha", DEFAULT_ALPHA)
     rule = getattr(args, "rule", DEFAULT_RULE)
-    comparisons = compare_runs(base, new, threshold, suites, alpha=alpha, rule=rule)
+    from pathlib import Path
+
+    from xpubench.regress.levels import find_calibrations
+
+    try:
+        noise = find_calibrations([Path(p) for p in (getattr(args, "calibration", None) or [])]
+                                  or [Path(args.base), Path(args.new), Path("results")])
+    except UserError as e:
+        print(f"xpubench compare: {e}", file=sys.stderr)
+        return 2
+    comparisons = compare_runs(base, new, threshold, suites, alpha=alpha, rule=rule, noise=noise,
+                               one_process_supported=getattr(args, "trust_rounds", False))
     fmt = format_markdown if getattr(args, "format", "table") == "markdown" else format_table
     print(fmt(comparisons, threshold=threshold, alpha=alpha, rule=rule))
     return 1 if find_regressions(comparisons) else 0
