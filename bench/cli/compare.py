@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="FILE", action="append", default=[],
                         help="calibration.json written by `xpubench calibrate` (repeatable; default: any found "
                              "under BASE, NEW and results/)")
+    parser.add_argument("--confirm", type=int, nargs="?", const=3, default=None, metavar="K",
+                        help="re-measure each suspected change in K fresh processes per side (default 3), BASE and "
+                             "NEW alternating with each side's recorded options, then decide on process medians "
+                             "(costs a worker start plus the case's budget per process: the note says how long)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
     parser.add_argument("--format", choices=("table", "markdown"), default="table",
                         help="table for the terminal, markdown for CI job summaries")
 
@@ -77,6 +82,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     comparisons = compare_runs(base, new, threshold, suites, alpha=alpha, rule=rule, noise=noise,
                                one_process_supported=getattr(args, "trust_rounds", False))
+    confirm_k = getattr(args, "confirm", None)
+    note = ""
+    if confirm_k:
+        if confirm_k < 1:
+            print("xpubench compare: --confirm K needs K >= 1", file=sys.stderr)
+            return 2
+        from xpubench.regress.confirm import confirm
+        from xpubench.results.run_view import Run
+
+        comparisons, info = confirm(comparisons, [Run.of(r) for r in base], [Run.of(r) for r in new],
+                                    processes=confirm_k, threshold=threshold, alpha=alpha, rule=rule,
+                                    seed=getattr(args, "seed", None))
+        note = info.note()
     fmt = format_markdown if getattr(args, "format", "table") == "markdown" else format_table
     print(fmt(comparisons, threshold=threshold, alpha=alpha, rule=rule))
+    if note:
+        print(note)
     return 1 if find_regressions(comparisons) else 0
