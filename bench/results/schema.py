@@ -13,7 +13,16 @@ a field documents it here):
 - ``energy.joules_per_unit`` / ``energy.is_estimate``: per unit of work; a modelled estimate;
 - ``roofline``: achieved FLOP/s and bytes/s against the ceilings (``xpubench.hardware.roofline.FIELDS``);
 - ``warnings`` (list of text) and ``notes`` (what a builder noted, e.g. the implementation);
-- ``run.leg``: the nightly-matrix leg a run belongs to.
+- ``run.leg``: the nightly-matrix leg a run belongs to;
+- ``time_s.confidence`` / ``time_s.n_eff`` / ``time_s.tau``: what the median's CI reaches (below 0.95
+  only with too few rounds), the rounds counted as independent ones, their autocorrelation time;
+- ``time_s.processes`` (``--repeat K``): one entry per fresh process ``{pass, status, median, ci95,
+  rounds, samples, worker_pid, host: {cpu_affinity, numa_nodes, thp}, ...}``; the headline ``median``
+  and ``ci95`` are then the process-level ones (``time_s.level = "processes"``, ``process_spread``);
+- ``process``: the worker's pid, CPU affinity, NUMA nodes and transparent-huge-pages mode;
+- ``injected_slowdown``: ``{pattern, fraction, delay_s}`` of ``--inject-slowdown`` (validation only);
+- ``run.schedule``: ``{order, seed, repeat}`` of the interleaved plan; ``run.twin_ratios``: each twin
+  pair's ratio (bf16/fp32, jax/torch) with its CI and method (docs/verdicts.md).
 """
 
 from __future__ import annotations
