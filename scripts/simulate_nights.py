@@ -103,7 +103,8 @@ def key_text(k: Key) -> str:
 def run_real_leg(out: Path, size: str, suites: list[str], cases: list[str], budget: float | None,
                  telemetry: bool) -> Path:
     """`xpubench run --leg cpu`, as the nightly leg runs it (size and suites may be narrowed)."""
-    cmd = [sys.executable, "-m", "xpubench", "run", "--leg", LEG, "--size", size, "--out", str(out),
+    # --repeat 1: the nights resample one process's rounds (real reruns: scripts/rerun_nights.py)
+    cmd = [sys.executable, "-m", "xpubench", "run", "--leg", LEG, "--repeat", "1", "--size", size, "--out", str(out),
            "--machine-id", "sim-real"] + ([] if telemetry else ["--no-telemetry"])
     cmd += [a for s in suites for a in ("-s", s)] + [a for c in cases for a in ("-k", c)]
     if budget is not None:
@@ -206,6 +207,8 @@ def resampled(m: dict, level: float, rng: np.random.Generator, jitter: float) ->
     samples = [float(x) for x in xs]
     stats = summarize(samples)
     t = out["time_s"]
+    for key in ("processes", "level", "process_spread"):  # a resampled night is one process
+        t.pop(key, None)
     t.update(stats.to_dict())
     t["samples"] = samples
     t["drift"] = drift(samples)
