@@ -56,10 +56,9 @@ def test_the_calibration_file_is_the_noise_model_compare_reads(tmp_path: Path):
 
 def test_the_command_measures_a_and_b_in_fresh_processes(monkeypatch, tmp_path: Path, capsys):
     from xpubench.cli.main import main
-    from xpubench.spec import registry as specmod
+    from tests.verdict_suite import use_suite_module
 
-    monkeypatch.setenv("XPUBENCH_SUITE_MODULES", "tests.verdict_suite")
-    monkeypatch.setattr(specmod, "_LOADED", False)
+    use_suite_module(monkeypatch)
     code = main(["calibrate", "-s", "verdicts", "-k", "spin_a", "-b", "torch:cpu:fp32", "--size", "smoke",
                  "--time-budget", "0.05", "--processes", "2", "--slowdown", "50%", "--out", str(tmp_path),
                  "--machine-id", "box"])

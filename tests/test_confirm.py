@@ -98,10 +98,10 @@ def test_cli_takes_confirm_and_seed():
 
 
 def test_a_real_fresh_process_measures_the_record_with_its_sides_options(monkeypatch):
+    from tests.verdict_suite import use_suite_module
     from xpubench.spec import registry as specmod
 
-    monkeypatch.setenv("XPUBENCH_SUITE_MODULES", "tests.verdict_suite")
-    monkeypatch.setattr(specmod, "_LOADED", False)
+    use_suite_module(monkeypatch)
     (case,) = [c for c in specmod.select(["verdicts"], ["spin_a"], "smoke")]
     record = {"suite": case.suite, "name": case.name, "case": case.case_id, "params": dict(case.params),
               "size": "smoke", "mode": case.mode}

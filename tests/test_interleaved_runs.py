@@ -11,15 +11,14 @@ from xpubench.results.writer import RunWriter
 from xpubench.run.merge import merge_processes
 from xpubench.run.supervisor import Runner
 from xpubench.spec import registry as specmod
+from tests.verdict_suite import use_suite_module
 
 SPECS = [BackendSpec.parse("torch:cpu:fp32"), BackendSpec.parse("jax:cpu:fp32")]
 
 
 @pytest.fixture
 def spin_cases(monkeypatch):
-    monkeypatch.setenv("XPUBENCH_SUITE_MODULES", "tests.verdict_suite")
-    monkeypatch.setattr(specmod, "_LOADED", False)
-    specmod.load_all()
+    use_suite_module(monkeypatch)
     return specmod.select(["verdicts"], None, "smoke")
 
 

@@ -15,6 +15,15 @@ from xpubench.spec.registry import Work, workload
 SIZES = {"smoke": {"us": 200}, "default": {"us": 400}}
 
 
+def use_suite_module(monkeypatch, module: str = __name__) -> None:
+    """Register a test-only suite module here and in the worker processes (XPUBENCH_SUITE_MODULES)."""
+    from xpubench.spec import registry as specmod
+
+    monkeypatch.setenv("XPUBENCH_SUITE_MODULES", module)
+    monkeypatch.setattr(specmod, "_LOADED", False)
+    specmod.load_all()
+
+
 def _spin_step(ctx, p, mode):
     seconds = p["us"] * 1e-6
 
