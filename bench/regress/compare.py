@@ -1,5 +1,26 @@
 """Per case x backend change between two sets of runs: the decision (judge) and the comparisons.
 
+The default verdict procedure (docs/verdicts.md): each pair is judged at the
+strongest evidence level its files support (:mod:`xpubench.regress.levels`):
+
+- K >= 2 processes on both sides (``run --repeat K``): Welch's t on log process
+  medians; K >= 2 on one side only: the other's single median against the repeated
+  side's prediction interval;
+- K = 1 on both sides: a noise model of the case on this machine (``calibrate``'s
+  ``calibration.json``, or the spread across BASE's runs when BASE holds >= 3 of
+  them); with none, the rank test below still runs but a change it finds is
+  ``unsupported`` (never a regression) unless ``one_process_supported``
+  (``compare --trust-rounds``);
+- where the level cannot detect a change of the threshold with 95% power, a pair
+  without a significant change is ``unresolved`` ("cannot resolve < N% here");
+- newest runs whose CPU model or thread count differ are ``incomparable``, with the
+  difference on the line; a different framework version is compared and named;
+- ``compare --confirm [K]`` re-measures each suspect in fresh processes, A/B
+  alternating (:mod:`xpubench.regress.confirm`): 2K worker starts plus the case's
+  budget each, about 25-40 s per suspect at K = 3 on a 2-core VM.
+
+The within-process test, for single-process pairs:
+
 For each (machine, suite, case, mode, backend) present in both sets the change
 is the ratio of median step times NEW / BASE (above 1 is slower), with a 95%
 confidence interval, and a significance decision from the raw per-round samples
