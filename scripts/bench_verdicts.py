@@ -115,27 +115,25 @@ def summarize(out: Path, pairs: int, confirm: int) -> dict:
     return out_doc
 
 
-def export_reruns(out: Path, dest: Path, pairs: int) -> list[Path]:
-    """The A and A' runs of every pair, samples dropped, as the real-rerun nights."""
+def export_reruns(out: Path, dest: Path, pairs: int, also: list[Path] = ()) -> list[Path]:
+    """The A and A' runs of every pair (and the runs under ``also``: more runs of the same build),
+    without the fields no verdict reads, as the real-rerun nights."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     n = 0
-    for i in range(pairs):
-        for side in ("a", "a2"):
-            for f in run_files(out / f"pair{i}" / side):
-                doc = json.loads(f.read_text())
-                for m in doc["measurements"]:
-                    t = m.get("time_s") or {}
-                    t.pop("samples", None)
-                    for p in t.get("processes") or []:
-                        p.pop("samples", None)
-                    for key in ("traceback", "roofline", "notes", "energy", "memory", "device_state"):
-                        m.pop(key, None)
-                doc["machine"] = {k: doc["machine"].get(k) for k in ("machine_id", "cpu", "software", "os")}
-                target = dest / f"rerun-{n:02d}.json"
-                target.write_text(json.dumps(doc, indent=None, separators=(",", ":")))
-                written.append(target)
-                n += 1
+    folders = list(also) + [out / f"pair{i}" / side for i in range(pairs) for side in ("a", "a2")]
+    for folder in folders:
+        for f in run_files(folder):
+            doc = json.loads(f.read_text())
+            for m in doc["measurements"]:
+                for key in ("traceback", "roofline", "notes", "energy", "memory", "device_state"):
+                    m.pop(key, None)
+            doc["machine"] = {k: doc["machine"].get(k) for k in ("machine_id", "cpu", "software", "os")}
+            doc["machine"]["machine_id"] = MACHINE  # one machine: the nights of one history
+            target = dest / f"rerun-{n:02d}.json"
+            target.write_text(json.dumps(doc, indent=None, separators=(",", ":")))
+            written.append(target)
+            n += 1
     return written
 
 
@@ -149,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sides", default="a,a2,b10,b20", help="which runs of each pair to measure")
     ap.add_argument("--rejudge", action="store_true", help="measure nothing; judge the files under --out")
     ap.add_argument("--export", type=Path, help="copy the A runs, stripped, here (tests/data/reruns)")
+    ap.add_argument("--export-also", type=Path, action="append", default=[],
+                    help="more run folders of the same build and selection to export with them")
     args = ap.parse_args(argv)
     log_path = args.out / "runs.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else []
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{sorted(walls)[len(walls) // 2]:.0f} s) over {len(walls)} runs; load average "
               f"{min(loads):.1f}-{max(loads):.1f}")
     if args.export:
-        print(f"exported {len(export_reruns(args.out, args.export, args.pairs))} run files to {args.export}")
+        print(f"exported {len(export_reruns(args.out, args.export, args.pairs, args.export_also))} run files to {args.export}")
     (args.out / "summary.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return 0
