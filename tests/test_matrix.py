@@ -457,3 +457,15 @@ def test_one_gate_book_gives_the_gate_and_the_report_marks_the_same_policy(tmp_p
     model = Model(runs, [], None, "t", 0.05, {}, gate=book)
     marked = {(mid, run_id, key[1], verdict) for (run_id, mid, key), (verdict, _) in gate_flags(model).items()}
     assert marked == by_gate
+
+
+def test_a_calibration_in_the_history_supports_single_process_nights(tmp_path, two_legs):
+    history, tonight = tmp_path / "history", tmp_path / "tonight"
+    noisy_run(history, "box-strict", 1, 1.0)
+    noisy_run(tonight / "xpubench-strict", "box-strict", 2, 1.12)
+    cal = history / "box-strict" / "calibration.json"
+    cal.write_text(json.dumps({"machine_id": "box-strict", "cases": {
+        "normalization/noisy:forward|torch:cpu:fp32": {"sigma": 0.01}}}))
+    (night,) = G.gate_night(tonight, history, two_legs.gate_book())
+    (c,) = night.comparisons
+    assert c.method == "noise-model" and c.verdict == "regression" and night.regressions == [c]
