@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NEW alternating with each side's recorded options, then decide on process medians "
                              "(costs a worker start plus the case's budget per process: the note says how long)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
+    parser.add_argument("--base-is-this-build", action="store_true", default=None,
+                        help="with --confirm: BASE was measured with this checkout's code (e.g. before a "
+                             "commit that changed no measured code), so re-measure it too")
     parser.add_argument("--format", choices=("table", "markdown"), default="table",
                         help="table for the terminal, markdown for CI job summaries")
 
@@ -87,7 +90,8 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
 
     comparisons, info = confirm(comparisons, [Run.of(r) for r in base], [Run.of(r) for r in new],
                                 processes=confirm_k, threshold=args.threshold, alpha=alpha, rule=rule,
-                                seed=getattr(args, "seed", None))
+                                seed=getattr(args, "seed", None),
+                                base_is_this_build=getattr(args, "base_is_this_build", None))
     return comparisons, info.note()
 
 

@@ -163,7 +163,8 @@ def _judge_level(base: Measurement, new: Measurement, level: str, sigma: float |
         verdict = REGRESSION if t.ratio > 1 else IMPROVEMENT
     elif t.detectable is not None and t.detectable > threshold:
         verdict = UNRESOLVED
-        note = f"cannot resolve < {t.detectable:.0%} here ({level})"
+        limit_text = f"{t.detectable:.0%}" if t.detectable < 10 else "1000%"  # past 10x: no figure worth reading
+        note = f"cannot resolve < {limit_text} here ({level})"
     elif abs(math.log(t.ratio)) > limit:
         verdict = INSIGNIFICANT
         if significant and rule == CONFIDENT:

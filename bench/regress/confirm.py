@@ -84,9 +84,13 @@ def _side_options(run: Run) -> dict[str, Any]:
 def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: list[Run], *,
             processes: int = DEFAULT_PROCESSES, threshold: float = C.DEFAULT_THRESHOLD,
             alpha: float = C.DEFAULT_ALPHA, rule: str = C.DEFAULT_RULE, seed: int | None = None,
-            measure: Measure = measure_in_fresh_process,
+            base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_process,
             clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
-    """The comparisons with each suspect's verdict replaced by the confirmation's (process level)."""
+    """The comparisons with each suspect's verdict replaced by the confirmation's (process level).
+
+    ``base_is_this_build``: None = BASE is re-measured when its recorded commit is this
+    checkout's; True/False = the caller knows (``compare --confirm --base-is-this-build``).
+    """
     from xpubench.run.merge import merge_processes
     from xpubench.run.schedule import new_seed
 
@@ -102,7 +106,7 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
             continue
         info.suspects += 1
         brun, nrun = base_latest[c.machine_id], new_latest[c.machine_id]
-        both = same_build(brun)
+        both = same_build(brun) if base_is_this_build is None else base_is_this_build
         info.base_remeasured = info.base_remeasured and both
         sides = {"base": (base_m[c.key], _side_options(brun)), "new": (new_m[c.key], _side_options(nrun))}
         got: dict[str, list[dict]] = {"base": [], "new": []}
