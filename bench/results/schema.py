@@ -19,6 +19,7 @@ a field documents it here):
 - ``time_s.processes`` (``--repeat K``): one entry per fresh process ``{pass, status, median, ci95,
   rounds, samples, worker_pid, host: {cpu_affinity, numa_nodes, thp}, ...}``; the headline ``median``
   and ``ci95`` are then the process-level ones (``time_s.level = "processes"``, ``process_spread``);
+- ``pass``: the pass of the interleaved plan that measured a record (0-based; gone once K passes merge);
 - ``process``: the worker's pid, CPU affinity, NUMA nodes and transparent-huge-pages mode;
 - ``injected_slowdown``: ``{pattern, fraction, delay_s}`` of ``--inject-slowdown`` (validation only);
 - ``run.schedule``: ``{order, seed, repeat}`` of the interleaved plan; ``run.twin_ratios``: each twin

@@ -149,7 +149,7 @@ class Runner:
         self.outcome = Outcome()
         self.backend_info: dict[str, Any] = {}
         self.seed = opts.seed if opts.seed is not None else new_seed()
-        self.order: list[list[str]] = []  # per pass, the slots as "case|backend" (the run records it)
+        self.order: list[list[str]] = []  # per pass, the slots as "case|backend" (the seed reproduces it)
 
     @property
     def schedule(self) -> dict[str, Any]:
