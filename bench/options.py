@@ -130,9 +130,6 @@ class RunOptions:
         ("--torch-compile",), "torch training cases through torch.compile (inductor; optional mode, e.g. "
         "max-autotune); compile time is recorded apart as compile_s", nargs="?", const="default",
         metavar="MODE"))
-    seed: int = option(0, Flag(
-        ("--seed",), "base seed of the inputs and, for convergence cases, of the initial weights and "
-        "data order (default 0)", type=int, metavar="N"))
     # distributed suite (-s distributed): world sizes, scaling, torchrun's multi-node rendezvous
     world_sizes: tuple[int, ...] = option((1, 2), Flag(
         ("--world-size",), "distributed suite: ranks (devices) to run each case at, e.g. 1,2,4 (default 1,2)",
@@ -149,14 +146,37 @@ class RunOptions:
     rdzv_endpoint: str | None = option(None, Flag(
         ("--rdzv-endpoint",), "distributed suite: HOST:PORT of node 0 (torchrun's --rdzv-endpoint)",
         metavar="HOST:PORT", in_pytest=False))
+    # verdicts you can trust (docs/verdicts.md)
+    repeat: int = option(1, Flag(
+        ("--repeat",), "measure each case x backend in K fresh worker processes; the record's median and CI "
+        "then account for the spread between processes (default 1)", type=int, metavar="K", in_pytest=False))
+    seed: int | None = option(None, Flag(
+        ("--seed",), "seed of the interleaved order of backends per case (default: random, recorded)",
+        type=int, metavar="N", in_pytest=False))
+    inject_slowdown: tuple[str, ...] = option((), Flag(
+        ("--inject-slowdown",), "FOR VALIDATION ONLY: busy-wait PCT of the step's own time after each call of "
+        "the cases matching GLOB, inside the timed region (repeatable; the record says so), e.g. "
+        "'normalization/layernorm*=10%%'", action="append", metavar="GLOB=PCT"))
+    # the pass of the interleaved plan a worker measures (set by the supervisor; no flag):
+    # a convergence case trains from this seed, so --repeat K gives K seeds
+    pass_index: int = option(0)
     # address space a worker may add after setup (tests); no flag
     memory_limit_bytes: int | None = option(None)
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise UserError(f"unknown size {self.size!r}; accepted: {', '.join(SIZES)}")
-        for name in ("backends", "suites", "cases", "world_sizes"):  # lists from argparse, tuples here
+        for name in ("backends", "suites", "cases", "world_sizes", "inject_slowdown"):  # lists from argparse, tuples here
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+        if self.repeat < 1:
+            raise UserError(f"--repeat {self.repeat}: expected at least 1 process per case x backend")
+        from xpubench.measure.inject import parse_injection
+
+        for text in self.inject_slowdown:
+            try:
+                parse_injection(text)
+            except ValueError as e:
+                raise UserError(str(e)) from None
 
     @classmethod
     def from_flags(cls, given: Mapping[str, Any], base: "RunOptions | None" = None) -> "RunOptions":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -16,6 +17,11 @@ from xpubench.regress import compare as C
 from xpubench.regress import stats as S
 from xpubench.regress.format import format_table
 from tests import report_data as D
+
+# These tests check the within-process machinery (rank test, rules, CIs) on single-process
+# records: they ask for it explicitly (verdict levels: tests/test_verdict_levels.py).
+judge1 = functools.partial(C.judge, one_process_supported=True)
+compare1 = functools.partial(C.compare_runs, one_process_supported=True)
 
 REAL = sorted(D.REAL_SAMPLES)
 TIGHT = [n for n in REAL if n != "torch_conv2d_contended_cpu"]
@@ -38,7 +44,7 @@ def _split(samples):
 @pytest.mark.parametrize("name", REAL)
 def test_a_a_on_real_samples_is_not_a_regression(name):
     a, b = _split(D.REAL_SAMPLES[name])
-    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m(b)], day=1)])
+    (c,) = compare1([_run([_m(a)])], [_run([_m(b)], day=1)])
     assert c.verdict in (C.UNCHANGED, C.INSIGNIFICANT)
     assert not c.is_regression
     assert C.find_regressions([c]) == []
@@ -47,7 +53,7 @@ def test_a_a_on_real_samples_is_not_a_regression(name):
 @pytest.mark.parametrize("name", TIGHT)
 def test_every_sample_ten_percent_slower_is_flagged(name):
     a, b = _split(D.REAL_SAMPLES[name])
-    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m([x * 1.10 for x in b])], day=1)])
+    (c,) = compare1([_run([_m(a)])], [_run([_m([x * 1.10 for x in b])], day=1)])
     assert c.verdict == C.REGRESSION, (c.ratio, c.p_value)
     assert c.method == "mann-whitney" and c.p_value < C.DEFAULT_ALPHA
     assert c.ratio == pytest.approx(1.10, rel=0.06)
@@ -58,7 +64,7 @@ def test_every_sample_ten_percent_slower_is_flagged(name):
 def test_ten_percent_inside_a_contended_measurement_is_shown_but_not_gated():
     """30 rounds with a 4x slow phase cannot prove a 10% change: reported as `~`, not a regression."""
     a, b = _split(D.REAL_SAMPLES["torch_conv2d_contended_cpu"])
-    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m([x * 1.10 for x in b])], day=1)])
+    (c,) = compare1([_run([_m(a)])], [_run([_m([x * 1.10 for x in b])], day=1)])
     assert c.verdict == C.INSIGNIFICANT and not c.is_regression
     assert c.ratio > 1.05 and c.p_value > C.DEFAULT_ALPHA
     assert "~" in format_table([c])
@@ -67,7 +73,7 @@ def test_ten_percent_inside_a_contended_measurement_is_shown_but_not_gated():
 @pytest.mark.parametrize("name", REAL)
 def test_two_percent_noise_level_change_is_not_flagged(name):
     a, b = _split(D.REAL_SAMPLES[name])
-    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m([x * 1.02 for x in b])], day=1)])
+    (c,) = compare1([_run([_m(a)])], [_run([_m([x * 1.02 for x in b])], day=1)])
     assert c.verdict == C.UNCHANGED
     assert not c.is_regression
 
@@ -75,7 +81,7 @@ def test_two_percent_noise_level_change_is_not_flagged(name):
 @pytest.mark.parametrize("name", TIGHT)
 def test_ten_percent_faster_is_an_improvement(name):
     a, b = _split(D.REAL_SAMPLES[name])
-    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m([x / 1.10 for x in b])], day=1)])
+    (c,) = compare1([_run([_m(a)])], [_run([_m([x / 1.10 for x in b])], day=1)])
     assert c.verdict == C.IMPROVEMENT and not c.is_regression
 
 
@@ -85,7 +91,7 @@ def test_a_a_lognormal_has_no_false_regressions():
     for _ in range(200):
         base = D.lognormal_samples(rng, 2e-3, 0.03, 30)
         new = D.lognormal_samples(rng, 2e-3, 0.03, 30)
-        d = C.judge(_m(base), _m(new))
+        d = judge1(_m(base), _m(new))
         false += d.verdict == C.REGRESSION
     assert false == 0
 
@@ -95,12 +101,12 @@ def test_lognormal_ten_percent_slower_is_flagged_every_time():
     for _ in range(50):
         base = D.lognormal_samples(rng, 2e-3, 0.02, 30)
         new = D.lognormal_samples(rng, 2.2e-3, 0.02, 30)
-        assert C.judge(_m(base), _m(new)).verdict == C.REGRESSION
+        assert judge1(_m(base), _m(new)).verdict == C.REGRESSION
 
 
 def test_large_but_noisy_change_is_insignificant_not_a_regression():
     base, new = [1.0, 2.0, 3.0], [1.2, 2.4, 3.6]  # 20% slower, but 3 rounds each cannot show it
-    d = C.judge(_m(base), _m(new))
+    d = judge1(_m(base), _m(new))
     assert d.verdict == C.INSIGNIFICANT
 
 
@@ -109,11 +115,11 @@ def test_ci_overlap_fallback_without_samples():
     new = _m([x * 1.2 for x in base["time_s"]["samples"]])
     for m in (base, new):
         m["time_s"]["samples"] = None
-    d = C.judge(base, new)
+    d = judge1(base, new)
     assert d.method == "ci-overlap" and d.verdict == C.REGRESSION
     for m in (base, new):
         m["time_s"]["ci95"] = None
-    d = C.judge(base, new)
+    d = judge1(base, new)
     assert d.method == "none" and d.verdict == C.INSIGNIFICANT and "significance unknown" in d.note
 
 
@@ -159,7 +165,7 @@ def test_statuses_missing_cases_and_machines():
     new = [_run([_m(s(), case="a"), _m(None, case="b", status="crashed", reason="SIGSEGV"), _m(s(), case="c"),
                  _m(s(), case="fresh")], day=1),
            _run([_m(s(), case="a")], machine="other-box", day=1)]
-    got = {(c.machine_id, c.case): c.verdict for c in C.compare_runs(base, new)}
+    got = {(c.machine_id, c.case): c.verdict for c in compare1(base, new)}
     assert got == {
         ("laptop", "a"): C.UNCHANGED,
         ("laptop", "b"): C.FAILED,
@@ -169,7 +175,7 @@ def test_statuses_missing_cases_and_machines():
         ("gpu-node", "a"): C.ONLY_IN_BASE,  # machines are never pooled
         ("other-box", "a"): C.ONLY_IN_NEW,
     }
-    regs = C.find_regressions(C.compare_runs(base, new))
+    regs = C.find_regressions(compare1(base, new))
     assert [(c.case, c.verdict) for c in regs] == [("b", C.FAILED)]
 
 
@@ -178,7 +184,7 @@ def test_newest_run_of_a_set_wins():
     old = _run([_m([x * 2 for x in D.lognormal_samples(rng, 1e-3, 0.01, 20)])], day=0)
     newer = _run([_m(D.lognormal_samples(rng, 1e-3, 0.01, 20))], day=1)
     tonight = _run([_m(D.lognormal_samples(rng, 1e-3, 0.01, 20))], day=2)
-    (c,) = C.compare_runs([newer, old], [tonight])  # order of the list does not matter
+    (c,) = compare1([newer, old], [tonight])  # order of the list does not matter
     assert c.verdict == C.UNCHANGED
 
 
@@ -187,7 +193,7 @@ def test_suite_threshold_overrides_the_default():
     base = [_run([_m(a, suite="training"), _m(a, suite="normalization")])]
     new = [_run([_m([x * 1.10 for x in b], suite="training"), _m([x * 1.10 for x in b], suite="normalization")],
                 day=1)]
-    got = {c.suite: c.verdict for c in C.compare_runs(base, new, 0.05, {"training": 0.15})}
+    got = {c.suite: c.verdict for c in compare1(base, new, 0.05, {"training": 0.15})}
     assert got == {"training": C.UNCHANGED, "normalization": C.REGRESSION}
 
 
@@ -195,7 +201,7 @@ def test_suite_threshold_overrides_the_default():
 def _args(base, new, *extra):
     p = argparse.ArgumentParser()
     CLI.add_arguments(p)
-    return p.parse_args([str(base), str(new), *extra])
+    return p.parse_args([str(base), str(new), "--trust-rounds", *extra])
 
 
 @pytest.fixture
@@ -279,8 +285,8 @@ def _noisy_and_shifted(factor: float, spread: float, n: int = 60, seed: int = 8)
 
 def test_noisy_twelve_percent_counts_only_under_the_significant_rule():
     base, new = _noisy_and_shifted(1.12, 0.15)
-    sig = C.judge(base, new, threshold=0.10)
-    conf = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    sig = judge1(base, new, threshold=0.10)
+    conf = judge1(base, new, threshold=0.10, rule=C.CONFIDENT)
     assert sig.verdict == C.REGRESSION and sig.ratio == pytest.approx(1.12)
     # the same evidence: significant, past the threshold; but the CI reaches inside 10%
     assert conf.significant and conf.p_value == sig.p_value < C.DEFAULT_ALPHA
@@ -292,24 +298,24 @@ def test_noisy_twelve_percent_counts_only_under_the_significant_rule():
 def test_tight_fifteen_percent_is_a_regression_under_both_rules():
     base, new = _noisy_and_shifted(1.15, 0.01, n=30)
     for rule in C.RULES:
-        d = C.judge(base, new, threshold=0.10, rule=rule)
+        d = judge1(base, new, threshold=0.10, rule=rule)
         assert d.verdict == C.REGRESSION, (rule, d)
-    lo, hi = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT).ratio_ci
+    lo, hi = judge1(base, new, threshold=0.10, rule=C.CONFIDENT).ratio_ci
     assert 1.10 < lo < 1.15 < hi
 
 
 def test_confident_improvement_needs_the_whole_ci_below_the_threshold():
     base, new = _noisy_and_shifted(1 / 1.15, 0.01, n=30)
-    assert C.judge(base, new, threshold=0.10, rule=C.CONFIDENT).verdict == C.IMPROVEMENT
+    assert judge1(base, new, threshold=0.10, rule=C.CONFIDENT).verdict == C.IMPROVEMENT
     base, new = _noisy_and_shifted(1 / 1.12, 0.15)
-    assert C.judge(base, new, threshold=0.10).verdict == C.IMPROVEMENT
-    assert C.judge(base, new, threshold=0.10, rule=C.CONFIDENT).verdict == C.INSIGNIFICANT
+    assert judge1(base, new, threshold=0.10).verdict == C.IMPROVEMENT
+    assert judge1(base, new, threshold=0.10, rule=C.CONFIDENT).verdict == C.INSIGNIFICANT
 
 
 @pytest.mark.parametrize("name", REAL)
 def test_a_a_is_never_a_regression_under_the_confident_rule(name):
     a, b = _split(D.REAL_SAMPLES[name])
-    (c,) = C.compare_runs([_run([_m(a)])], [_run([_m(b)], day=1)], rule=C.CONFIDENT)
+    (c,) = compare1([_run([_m(a)])], [_run([_m(b)], day=1)], rule=C.CONFIDENT)
     assert not c.is_regression and c.verdict in (C.UNCHANGED, C.INSIGNIFICANT)
     lo, hi = c.ratio_ci  # the CI shown is the rule's, and covers no change
     assert lo <= 1.0 <= hi
@@ -321,7 +327,7 @@ def test_a_a_lognormal_has_no_regressions_under_either_rule():
         base = _m(D.lognormal_samples(rng, 2e-3, 0.05, 20))
         new = _m(D.lognormal_samples(rng, 2e-3, 0.05, 20))
         for rule in C.RULES:
-            assert C.judge(base, new, threshold=0.05, rule=rule).verdict != C.REGRESSION
+            assert judge1(base, new, threshold=0.05, rule=rule).verdict != C.REGRESSION
 
 
 def test_confident_is_never_looser_than_significant():
@@ -331,7 +337,7 @@ def test_confident_is_never_looser_than_significant():
         spread, factor = rng.uniform(0.005, 0.2), rng.uniform(0.8, 1.3)
         base = _m(D.lognormal_samples(rng, 1e-3, spread, 25))
         new = _m(D.lognormal_samples(rng, 1e-3 * factor, spread, 25))
-        sig, conf = (C.judge(base, new, threshold=0.05, rule=r).verdict for r in C.RULES)
+        sig, conf = (judge1(base, new, threshold=0.05, rule=r).verdict for r in C.RULES)
         if conf in (C.REGRESSION, C.IMPROVEMENT):
             assert sig == conf
 
@@ -341,11 +347,11 @@ def test_confident_rule_with_stored_cis_only():
     base, new = _noisy_and_shifted(1.25, 0.01, n=40)
     for m in (base, new):
         m["time_s"]["samples"] = None
-    d = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    d = judge1(base, new, threshold=0.10, rule=C.CONFIDENT)
     assert d.method == "ci-overlap" and d.verdict == C.REGRESSION and d.ratio_ci[0] > 1.10
     for m in (base, new):
         m["time_s"]["ci95"] = None
-    d = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    d = judge1(base, new, threshold=0.10, rule=C.CONFIDENT)
     assert d.verdict == C.INSIGNIFICANT and not C.Comparison("m", "s", "c", "f", "b", d.verdict, 0.1, "ok",
                                                             "ok").is_regression
 
@@ -363,9 +369,9 @@ def test_order_stat_ratio_ci_is_wider_with_few_rounds_and_covers_the_truth():
 def test_unknown_rule_is_refused():
     base, new = _noisy_and_shifted(1.0, 0.01)
     with pytest.raises(ValueError, match="unknown rule"):
-        C.judge(base, new, rule="lenient")
+        judge1(base, new, rule="lenient")
     with pytest.raises(ValueError, match="unknown rule"):
-        C.compare_runs([], [], rule="lenient")
+        compare1([], [], rule="lenient")
 
 
 @pytest.fixture
@@ -404,6 +410,7 @@ def test_history_page_marks_follow_the_rule(noisy_nights, tmp_path: Path):
         text = (index.parent / "history.html").read_text(encoding="utf-8")
         return int(text.split(" flagged regression point(s)")[0].rsplit(">", 1)[1])
 
+    # the plain history marks judge each point on its rounds (one process per night)
     assert flagged("significant") == 2
     assert flagged("confident") == 1
     with pytest.raises(ValueError):

@@ -248,11 +248,18 @@ CASES = [("normalization", "layernorm[d=8]", "forward"), ("normalization", "rmsn
          ("dropout", "dropout[p=0.1]", "forward")]
 
 
+def processes(samples: list[float], k: int = 3) -> list[dict]:
+    """The rounds split into K processes (a run with --repeat K): the gate judges at the process level."""
+    chunks = [samples[i::k] for i in range(k)]
+    return [{"pass": i, "status": "ok", "median": float(np.median(c)), "samples": c} for i, c in enumerate(chunks)]
+
+
 def measurement(suite: str, case: str, mode: str, median: float, status: str = "ok") -> dict:
     samples = [float(x) for x in median * np.exp(RNG.normal(0, 0.01, 40))]
     s = sorted(samples)
     return {"suite": suite, "case": case, "mode": mode, "backend": "torch:cpu:fp32", "status": status,
-            "time_s": {"median": float(np.median(s)), "ci95": [s[14], s[25]], "rounds": 40, "samples": samples}}
+            "time_s": {"median": float(np.median(s)), "ci95": [s[14], s[25]], "rounds": 40, "samples": samples,
+                       "processes": processes(samples)}}
 
 
 def write_run(folder: Path, machine: str, day: int, slow: dict[str, float] | None = None,
@@ -370,7 +377,7 @@ def noisy_run(folder: Path, machine: str, day: int, factor: float, command: str 
 
 
 def test_gate_uses_the_legs_rule_and_the_command_line_can_override_it(tmp_path, two_legs, capsys):
-    """A noisy +12% against a 5% leg: past the threshold and significant, but its CI reaches inside it."""
+    """A noisy +12% against a 5% leg, one process per night: the gate cannot support it under either rule."""
     history, tonight = tmp_path / "history", tmp_path / "tonight"
     noisy_run(history, "box-strict", 1, 1.0)
     noisy_run(tonight / "xpubench-strict", "box-strict", 2, 1.12)
@@ -381,9 +388,10 @@ def test_gate_uses_the_legs_rule_and_the_command_line_can_override_it(tmp_path, 
     md = G.night_markdown([night])
     assert "rule confident" in md and "**No regressions**" in md and "not confident" in md
     (sig,) = G.gate_night(tonight, history, two_legs.gate_book().overridden(rule="significant"))
-    assert [x.case for x in sig.regressions] == ["noisy"]
+    (c,) = sig.comparisons
+    assert sig.regressions == [] and c.verdict == "unsupported" and "one process per side" in c.note
     argv = ["matrix", "--file", str(two_legs.path), "--night", str(tonight), "--history", str(history)]
-    assert main(argv + ["--rule", "significant"]) == 1
+    assert main(argv + ["--rule", "significant"]) == 0
     capsys.readouterr()
     # the run above merged tonight into the history; a re-run compares with the night before again
     assert main(argv) == 0
@@ -405,7 +413,7 @@ def test_report_gate_marks_what_the_nightly_gate_flags(tmp_path, two_legs, capsy
         text = (tmp_path / name / "history.html").read_text(encoding="utf-8")
         return int(text.split(" flagged regression point(s)")[0].rsplit(">", 1)[1]), text
 
-    # as `xpubench compare` (5%, significant): the noisy case and both loose steps
+    # the plain marks judge rounds (5%, significant): the noisy case and both loose steps
     assert flagged("plain")[0] == 3
     assert flagged("confident", "--rule", "confident")[0] == 2  # the tight steps only
     # the gate: strict leg 5% confident (noisy case not flagged), loose leg 30% (only the +50%)
@@ -453,3 +461,15 @@ def test_one_gate_book_gives_the_gate_and_the_report_marks_the_same_policy(tmp_p
     model = Model(runs, [], None, "t", 0.05, {}, gate=book)
     marked = {(mid, run_id, key[1], verdict) for (run_id, mid, key), (verdict, _) in gate_flags(model).items()}
     assert marked == by_gate
+
+
+def test_a_calibration_in_the_history_supports_single_process_nights(tmp_path, two_legs):
+    history, tonight = tmp_path / "history", tmp_path / "tonight"
+    noisy_run(history, "box-strict", 1, 1.0)
+    noisy_run(tonight / "xpubench-strict", "box-strict", 2, 1.12)
+    cal = history / "box-strict" / "calibration.json"
+    cal.write_text(json.dumps({"machine_id": "box-strict", "cases": {
+        "normalization/noisy:forward|torch:cpu:fp32": {"sigma": 0.01}}}))
+    (night,) = G.gate_night(tonight, history, two_legs.gate_book())
+    (c,) = night.comparisons
+    assert c.method == "noise-model" and c.verdict == "regression" and night.regressions == [c]

@@ -30,10 +30,10 @@ GIVEN = [
     (["--no-telemetry"], ["--xpu-no-telemetry"]),
     (["--cpu-tdp", "65"], ["--xpu-cpu-tdp", "65"]),
     (["--energy-estimate"], ["--xpu-energy-estimate"]),
-    (["--seed", "3"], ["--xpu-seed", "3"]),
     (["--no-accuracy"], ["--xpu-no-accuracy"]),
     (["--cold-cache"], ["--xpu-cold-cache"]),
     (["--torch-compile", "max-autotune"], ["--xpu-torch-compile", "max-autotune"]),
+    (["--inject-slowdown", "dropout*=10%"], ["--xpu-inject-slowdown", "dropout*=10%"]),
 ]
 
 
@@ -105,3 +105,15 @@ def test_torch_compile_reaches_the_workers_builder_without_the_environment(monke
     assert rec["status"] == "ok", rec.get("reason")
     assert rec["notes"] == {"torch_compile": "reduce-overhead", "size": "smoke"}
     assert not any("TORCH_COMPILE" in k for k in os.environ)
+
+
+def test_repeat_seed_and_injection_are_run_options():
+    opts = cli("--repeat", "3", "--seed", "42", "--inject-slowdown", "normalization/layernorm*=10%")
+    assert (opts.repeat, opts.seed, opts.inject_slowdown) == (3, 42, ("normalization/layernorm*=10%",))
+    assert RunOptions.from_dict(opts.to_dict()) == opts
+
+
+@pytest.mark.parametrize("argv", [["--repeat", "0"], ["--inject-slowdown", "layernorm"]])
+def test_bad_repeat_or_injection_is_a_user_error(argv):
+    with pytest.raises(UserError):
+        cli(*argv)

@@ -126,3 +126,50 @@ def test_the_exit_code_and_the_night_summaries_read_like_the_job_summary(recorde
     for night in range(2, 31):
         if night != 20:
             assert "**No regressions**" in (summaries / f"night-{night:02d}.md").read_text(), night
+
+
+def _rerun(folder: Path, night: int, level: dict[str, float]) -> None:
+    """One run of an unchanged build: each case's level is this process's, its rounds tight around it."""
+    import numpy as np
+
+    rng = np.random.default_rng(night)
+    ms = []
+    for case, lv in level.items():
+        samples = [float(x) for x in lv * np.exp(rng.normal(0, 0.004, 40))]
+        ms.append({"suite": "normalization", "case": case, "mode": "forward", "backend": "torch:cpu:fp32",
+                   "status": "ok", "time_s": {"median": float(np.median(samples)), "samples": samples,
+                                              "rounds": 40}})
+    doc = {"schema_version": 1, "run": {"id": f"n{night}", "started_at": f"2026-02-{night:02d}T02:00:00+00:00"},
+           "machine": {"machine_id": "rerun-box"}, "measurements": ms}
+    (folder / f"n{night:02d}.json").write_text(json.dumps(doc))
+
+
+def test_nights_from_reruns_show_the_old_gate_crying_wolf_and_the_new_one_not(tmp_path: Path):
+    """Process-level noise (8% between runs, rounds within 0.4%): the rounds' gate flags it, levels do not."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from rerun_nights import rerun_nights
+
+    rng = np.random.default_rng(3)
+    for night in range(1, 9):
+        _rerun(tmp_path, night, {f"case{i}[n=1]": 1e-3 * (1 + i) * float(np.exp(rng.normal(0, 0.08)))
+                                 for i in range(6)})
+    result = rerun_nights(tmp_path)
+    gates = list(result["gates"].values())
+    assert result["nights"] == 8
+    assert gates[0]["nights_failed"] == 0 and gates[0]["unsupported"] > 0
+    assert gates[1]["nights_failed"] > 0 and gates[2]["nights_failed"] > 0
+
+
+def test_the_committed_real_reruns_are_judged():
+    folder = ROOT / "tests" / "data" / "reruns"
+    if not any(folder.glob("*.json")):
+        pytest.skip("no committed reruns")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from rerun_nights import rerun_nights
+
+    result = rerun_nights(folder)
+    assert result["nights"] >= 2
+    for gate in result["gates"].values():
+        assert gate["comparisons"] > 0 and len(gate["false_alarms_per_night"]) == result["nights"] - 1

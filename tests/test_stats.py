@@ -5,6 +5,7 @@ import math
 import pytest
 
 from xpubench.measure import stats
+from xpubench.measure.median_ci import median_ci
 
 
 def test_summary_of_fixed_samples():
@@ -18,10 +19,28 @@ def test_summary_of_fixed_samples():
     assert s.q3 == pytest.approx(7.75)
     assert s.iqr == pytest.approx(4.5)
     assert s.stdev == pytest.approx(math.sqrt(sum((x - 5.5) ** 2 for x in xs) / 9))
-    # n=10, 95%: order statistics 2 and 9 (1-based) bound the median
-    assert s.ci95 == (2.0, 9.0)
+    # the CI is the autocorrelation-aware one over the rounds in the order taken
+    c = median_ci(xs)
+    assert s.ci95 == (c.low, c.high) and s.confidence == c.confidence
+    assert s.n_eff == pytest.approx(c.n_eff, abs=0.01) and s.tau == pytest.approx(c.tau, abs=0.001)
     assert s.rounds == 10
-    assert s.rel_ci == pytest.approx(3.5 / 5.5)
+    assert s.rel_ci == pytest.approx(c.relative_half_width(5.5))
+
+
+def test_independent_rounds_keep_the_exact_order_statistic_interval():
+    xs = [1.0 + 0.01 * ((i * 7919) % 101) / 101 for i in range(100)]  # a shuffled ramp: no autocorrelation
+    s = stats.summarize(xs)
+    lo, hi = stats.median_ci_ranks(100)
+    ordered = sorted(xs)
+    assert s.confidence == 0.95
+    assert ordered[lo - 3] <= s.ci95[0] <= ordered[lo] and ordered[hi] <= s.ci95[1] <= ordered[hi + 3]
+
+
+def test_significant_drift_needs_non_overlapping_thirds():
+    steady = [1.0 + 0.01 * ((i * 37) % 11) / 11 for i in range(60)]
+    assert not stats.significant_drift(steady)
+    assert stats.significant_drift([1.0 + 0.001 * (i % 3) for i in range(30)] + [1.1 + 0.001 * (i % 3) for i in range(30)])
+    assert not stats.significant_drift([1.0, 2.0] * 3)  # too few rounds to say
 
 
 @pytest.mark.parametrize("n,expected", [(5, (0, 4)), (6, (0, 5)), (10, (1, 8)), (20, (5, 14)), (100, (39, 60))])

@@ -16,6 +16,7 @@ from xpubench.results.reader import read_run
 from xpubench.results.writer import RunWriter
 from xpubench.run.supervisor import Runner
 from xpubench.options import RunOptions
+from tests.verdict_suite import use_suite_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"good_a": "ok", "hang": "timeout", "raises": "error", "good_b": "ok", "nan_loss": "diverged",
@@ -24,9 +25,7 @@ EXPECTED = {"good_a": "ok", "hang": "timeout", "raises": "error", "good_b": "ok"
 
 @pytest.fixture
 def fault_suite(monkeypatch):
-    monkeypatch.setenv("XPUBENCH_SUITE_MODULES", "tests.fault_suite")
-    monkeypatch.setattr(specmod, "_LOADED", False)
-    specmod.load_all()
+    use_suite_module(monkeypatch, "tests.fault_suite")
     return specmod.select(["faults"], None, "smoke")
 
 

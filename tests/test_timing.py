@@ -106,3 +106,46 @@ def test_real_calibrated_spin_median_is_its_duration():
     r = measure(run_block, TimingConfig(time_budget_s=0.5, warmup_max_s=0.2))
     assert r.stats.median == pytest.approx(0.002, rel=0.05)
     assert r.stop_reason in ("ci_target", "time_budget")
+
+
+class DriftingDevice(FakeDevice):
+    """Every call a little slower than the last: a machine changing state under the rounds."""
+
+    def run_block(self, n):
+        dt = super().run_block(n)
+        self.step_s *= 1.0 + 2e-5 * n
+        return dt
+
+
+def test_a_drifting_step_does_not_stop_on_the_ci_target():
+    flat = FakeDevice(step_s=1e-3, noise=0.01)
+    steady = measure(flat.run_block, TimingConfig(target_rel_ci=0.02), clock=flat.clock)
+    assert steady.stop_reason == "ci_target"
+    dev = DriftingDevice(step_s=1e-3, noise=0.001)
+    r = measure(dev.run_block, TimingConfig(target_rel_ci=0.02, time_budget_s=2.0), clock=dev.clock)
+    assert r.stop_reason == "time_budget"
+    assert r.drift > 0.02
+
+
+def test_autocorrelated_rounds_need_more_rounds_than_independent_ones():
+    from xpubench.measure.timing import ci_target_met
+
+    rng = random.Random(5)
+    independent = [1.0 + 0.01 * rng.gauss(0, 1) for _ in range(60)]
+    x, correlated = 0.0, []
+    for _ in range(60):
+        x = 0.8 * x + rng.gauss(0, 1) * 0.6
+        correlated.append(1.0 + 0.01 * x)
+    assert ci_target_met(independent, 0.01)
+    assert not ci_target_met(correlated, 0.01)
+
+
+def test_the_record_says_when_warm_up_did_not_settle_and_what_few_rounds_reach():
+    from xpubench.measure.step import spread_warnings
+
+    dev = FakeDevice(step_s=1e-3, noise=0.5)
+    r = measure(dev.run_block, TimingConfig(min_rounds=3, max_rounds=3, warmup_max_s=0.05), clock=dev.clock)
+    text = " ".join(spread_warnings(r, 0.01))
+    assert not r.warmup.settled and "warm-up did not settle" in text
+    assert r.stats.confidence < 0.95 and "not 95%" in text
+    assert r.time_block()["confidence"] == r.stats.confidence and "n_eff" in r.time_block()

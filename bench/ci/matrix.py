@@ -44,7 +44,7 @@ ENV_VAR = "XPUBENCH_MATRIX"
 JOB_OVERHEAD_MINUTES = 30
 
 LEG_KEYS = {"description", "runs_on", "extras", "backends", "suites", "cases", "size", "time_budget_s",
-            "threshold", "rule", "alpha", "machine_id", "timeout_minutes", "world_sizes"}
+            "threshold", "rule", "alpha", "machine_id", "timeout_minutes", "world_sizes", "repeat"}
 DEFAULT_KEYS = LEG_KEYS - {"description", "runs_on", "backends"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EXTRA_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -72,6 +72,7 @@ class Leg:
     machine_id: str  # "" = derived from the hardware
     timeout_minutes: int
     world_sizes: tuple[int, ...] = ()  # distributed suite: `--world-size`; empty = the run's default
+    repeat: int = 1  # fresh processes per case x backend: >= 2 lets the gate judge at the process level
 
     def run_args(self) -> list[str]:
         """The `xpubench run` arguments this leg stands for (what `--leg` fills in)."""
@@ -80,7 +81,8 @@ class Leg:
         out += [a for c in self.cases for a in ("-k", c)]
         if self.world_sizes:
             out += ["--world-size", ",".join(map(str, self.world_sizes))]
-        return out + ["--size", self.size, "--time-budget", f"{self.time_budget_s:g}"]
+        out += ["--size", self.size, "--time-budget", f"{self.time_budget_s:g}"]
+        return out + (["--repeat", str(self.repeat)] if self.repeat > 1 else [])
 
     def github_entry(self) -> dict[str, Any]:
         """This leg's `strategy.matrix.include` entry: only what the leg job reads."""
@@ -211,6 +213,9 @@ def _leg(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], path: P
     machine_id = v.get("machine_id", "")
     if not isinstance(machine_id, str) or (machine_id and not _MACHINE_ID_RE.match(machine_id)):
         raise UserError(f"{where}: machine_id {machine_id!r}: letters, digits, '-', '_', '.' (or \"\")")
+    repeat = v.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise UserError(f"{where}: repeat must be a positive integer (processes per case), got {repeat!r}")
     description = v.get("description", "")
     if not isinstance(description, str):
         raise UserError(f"{where}: description must be a string")
@@ -220,7 +225,7 @@ def _leg(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], path: P
                size=size, time_budget_s=float(budget), threshold=parse_threshold(v["threshold"], where),
                rule=parse_rule(v.get("rule", DEFAULT_RULE), where),
                alpha=parse_alpha(v.get("alpha", DEFAULT_ALPHA), where),
-               machine_id=machine_id, timeout_minutes=timeout, world_sizes=_world_sizes(v, where))
+               machine_id=machine_id, timeout_minutes=timeout, world_sizes=_world_sizes(v, where), repeat=repeat)
 
 
 def _world_sizes(v: dict[str, Any], where: str) -> tuple[int, ...]:
@@ -282,7 +287,7 @@ def leg_options(leg: Leg, given: Mapping[str, Any]) -> "RunOptions":
 
     budget = leg.time_budget_s if given.get("size") in (None, leg.size) else None
     base = RunOptions(backends=leg.backends, suites=leg.suites, cases=leg.cases, size=leg.size,
-                      time_budget_s=budget, **({"world_sizes": leg.world_sizes} if leg.world_sizes else {}))
+                      time_budget_s=budget, repeat=leg.repeat, **({"world_sizes": leg.world_sizes} if leg.world_sizes else {}))
     return RunOptions.from_flags(given, base)
 
 

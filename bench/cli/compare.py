@@ -33,32 +33,82 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what counts as a regression: 'significant' = significant and the change beyond "
                              "the threshold (default); 'confident' = significant and the whole 95%% CI of "
                              "the change beyond the threshold (the nightly gate's: noisy cases cannot trip it)")
+    parser.add_argument("--trust-rounds", action="store_true",
+                        help="judge files of one process per side on their rounds alone (the rank test compare "
+                             "used before verdict levels); by default such a change is 'unsupported' unless a "
+                             "noise model (calibrate, or several BASE runs) says what a rerun shows")
+    parser.add_argument("--calibration", metavar="FILE", action="append", default=[],
+                        help="calibration.json written by `xpubench calibrate` (repeatable; default: any found "
+                             "under BASE, NEW and results/)")
+    parser.add_argument("--confirm", type=int, nargs="?", const=3, default=None, metavar="K",
+                        help="re-measure each suspected change in K fresh processes per side (default 3), BASE and "
+                             "NEW alternating with each side's recorded options, then decide on process medians "
+                             "(costs a worker start plus the case's budget per process: the note says how long)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
+    parser.add_argument("--base-is-this-build", action="store_true", default=None,
+                        help="with --confirm: BASE was measured with this checkout's code (e.g. before a "
+                             "commit that changed no measured code), so re-measure it too")
     parser.add_argument("--format", choices=("table", "markdown"), default="table",
                         help="table for the terminal, markdown for CI job summaries")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``xpubench compare`` arguments (scripts judge files exactly as the command does)."""
+    parser = argparse.ArgumentParser(prog="xpubench compare")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def verdicts(args: argparse.Namespace) -> tuple[list, str]:
+    """The comparisons ``xpubench compare`` makes of ``args`` and its confirmation note; UserError on bad input."""
+    from pathlib import Path
+
+    from xpubench.errors import UserError
+    from xpubench.regress.compare import compare_runs
+    from xpubench.regress.levels import find_calibrations
+    from xpubench.results.reader import load_runs
+    from xpubench.results.run_view import Run
+
+    base = load_runs([args.base], strict=True).runs
+    new = load_runs([args.new], strict=True).runs
+    for label, path, runs in (("BASE", args.base, base), ("NEW", args.new, new)):
+        if not runs:
+            raise UserError(f"{label} {path}: no results files found")
+    alpha = getattr(args, "alpha", DEFAULT_ALPHA)
+    rule = getattr(args, "rule", DEFAULT_RULE)
+    noise = find_calibrations([Path(p) for p in (getattr(args, "calibration", None) or [])]
+                              or [Path(args.base), Path(args.new), Path("results")])
+    comparisons = compare_runs(base, new, args.threshold, dict(getattr(args, "suite_threshold", None) or []),
+                               alpha=alpha, rule=rule, noise=noise,
+                               one_process_supported=getattr(args, "trust_rounds", False))
+    confirm_k = getattr(args, "confirm", None)
+    if not confirm_k:
+        return comparisons, ""
+    if confirm_k < 1:
+        raise UserError("--confirm K needs K >= 1")
+    from xpubench.regress.confirm import confirm
+
+    comparisons, info = confirm(comparisons, [Run.of(r) for r in base], [Run.of(r) for r in new],
+                                processes=confirm_k, threshold=args.threshold, alpha=alpha, rule=rule,
+                                seed=getattr(args, "seed", None),
+                                base_is_this_build=getattr(args, "base_is_this_build", None))
+    return comparisons, info.note()
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit code: 1 when a regression was found, 0 otherwise, 2 on bad input."""
     from xpubench.errors import UserError
-    from xpubench.regress.compare import compare_runs, find_regressions
+    from xpubench.regress.compare import find_regressions
     from xpubench.regress.format import format_markdown, format_table
-    from xpubench.results.reader import load_runs
 
     try:
-        base = load_runs([args.base], strict=True).runs
-        new = load_runs([args.new], strict=True).runs
+        comparisons, note = verdicts(args)
     except UserError as e:
         print(f"xpubench compare: {e}", file=sys.stderr)
         return 2
-    for label, path, runs in (("BASE", args.base, base), ("NEW", args.new, new)):
-        if not runs:
-            print(f"xpubench compare: {label} {path}: no results files found", file=sys.stderr)
-            return 2
-    threshold = args.threshold
-    suites = dict(getattr(args, "suite_threshold", None) or [])
-    alpha = getattr(args, "alpha", DEFAULT_ALPHA)
-    rule = getattr(args, "rule", DEFAULT_RULE)
-    comparisons = compare_runs(base, new, threshold, suites, alpha=alpha, rule=rule)
     fmt = format_markdown if getattr(args, "format", "table") == "markdown" else format_table
-    print(fmt(comparisons, threshold=threshold, alpha=alpha, rule=rule))
+    print(fmt(comparisons, threshold=args.threshold, alpha=getattr(args, "alpha", DEFAULT_ALPHA),
+              rule=getattr(args, "rule", DEFAULT_RULE)))
+    if note:
+        print(note)
     return 1 if find_regressions(comparisons) else 0

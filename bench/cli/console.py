@@ -102,6 +102,19 @@ def summary_table(records: list[dict], title: str = "xpubench results") -> Table
     return table
 
 
+def twin_table(ratios: list[dict]) -> Table:
+    """Twin backends of a case measured interleaved: time(other) / time(base) with its 95% CI."""
+    table = Table(title="twin ratios (time other / base, measured interleaved)", title_justify="left")
+    for col, just in (("case", "left"), ("mode", "left"), ("base", "left"), ("other", "left"),
+                      ("ratio", "right"), ("95% CI", "right"), ("how", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for r in ratios:
+        ci = r.get("ci95")
+        table.add_row(escape(f"{r['suite']}/{r['case']}"), r["mode"], r["base"], r["other"], f"{r['ratio']:.3f}",
+                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", escape(r["method"]))
+    return table
+
+
 def status_counts_line(counts: dict[str, int], interrupted: bool) -> str:
     parts = [f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])]
     return ("INTERRUPTED: " if interrupted else "") + (", ".join(parts) or "no measurements")

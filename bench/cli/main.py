@@ -22,6 +22,8 @@ EXTERNAL_COMMANDS = {
     "compare": ("xpubench.cli.compare", "compare two sets of runs; exit 1 on a regression"),
     "probe": ("xpubench.cli.probe", "measure this machine's ceilings: matmul and vector FLOP/s, memory bandwidth"),
     "matrix": ("xpubench.ci.matrix", "the nightly CI matrix: plan, GitHub JSON"),
+    "calibrate": ("xpubench.cli.calibrate", "measure A/A and A/B (injected slowdown) in fresh processes: "
+                  "false alarms, power, detectable change per case"),
 }
 
 

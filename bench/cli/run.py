@@ -35,7 +35,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 def run(args: argparse.Namespace) -> int:
     from xpubench.backends.base import BackendSpec, default_specs
-    from xpubench.cli.console import RunDisplay, status_counts_line, stdout_console, summary_table
+    from xpubench.cli.console import RunDisplay, status_counts_line, stdout_console, summary_table, twin_table
     from xpubench.hardware.fingerprint import fingerprint
     from xpubench.results.writer import RunWriter, new_run_id, run_file_path
     from xpubench.run.supervisor import Runner
@@ -64,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
                 "options": opts.to_dict()}
     # several nodes: node 0's rank 0 gathers every rank's figures; only node 0 writes a file
     writer = RunWriter(path, run_meta, machine) if opts.node_rank == 0 else None
-    total = len(specs) * len(cases)
+    total = len(specs) * len(cases) * opts.repeat
     out = stdout_console()
-    out.print(f"xpubench: {len(cases)} cases x {len(specs)} backends = {total} measurements -> {path}")
+    times = f" x {opts.repeat} processes" if opts.repeat > 1 else ""
+    out.print(f"xpubench: {len(cases)} cases x {len(specs)} backends{times} = {total} measurements -> {path}")
     with RunDisplay(total, opts.timing_config().time_budget_s) as display:
         runner = Runner(specs, cases, writer, opts, display)
         outcome = runner.run()
@@ -78,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from xpubench.measure.ranks import attach_scaling
 
     attach_scaling(writer.doc["measurements"])  # distributed: efficiency against world size 1
+    writer.set_run_field("schedule", runner.schedule)
+    from xpubench.regress.twins import twin_ratios
+
+    ratios = twin_ratios(outcome.records)
+    writer.set_run_field("twin_ratios", ratios)
     # Place every measurement against this machine's measured ceilings (xpubench
     # probe), or the vendor spec sheet for a known accelerator; null where unknown.
     from xpubench.hardware.ceilings import find_ceilings
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     attach_roofline(writer.doc, find_ceilings(machine["machine_id"], [args.out, "results"]))
     writer.finish(interrupted=outcome.interrupted)
     out.print(summary_table(outcome.records))
+    if ratios:
+        out.print(twin_table(ratios))
     out.print(status_counts_line(outcome.counts(), outcome.interrupted))
     out.print(f"results: {path}")
     if args.report and not outcome.interrupted:

@@ -43,7 +43,7 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         return measure_distributed(backend, case, options)
     if case.mode == TO_TARGET_MODE:  # convergence: train to a target, not timed rounds of one step
         on_epoch = (lambda p: on_round(p.epoch, p.train_s)) if on_round else None
-        rec.update(measure_convergence(backend, case, seed=options.seed, on_epoch=on_epoch))
+        rec.update(measure_convergence(backend, case, seed=options.pass_index, on_epoch=on_epoch))
         return rec
     backend.activate()
     backend.reset_peak_memory()  # before the build: the peak is this case's own
@@ -59,6 +59,14 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
             rec.update(status="skipped", reason=str(e) or "not offered by this framework build")
             return rec
         record.note_step(rec, step)
+        if options.inject_slowdown:  # validation only (calibrate, the verdict benchmark): said in the record
+            from xpubench.measure.inject import inject_into, parse_injection
+            from xpubench.measure.step import BackendTimer
+
+            block = (timer or BackendTimer(backend)).time_block
+            step, injected = inject_into(step, [parse_injection(t) for t in options.inject_slowdown], case, block)
+            if injected:
+                rec["injected_slowdown"] = injected
         # latency cases: every call timed on its own, until a number of calls
         timing = replace(options.timing_config(), per_call=True) if case.latency else None
         m = measuring.measure_step(backend, step, options, timer=timer, on_round=on_round,
@@ -67,6 +75,11 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         if host is not None:
             host.close()
     rec.update(layout(m))
+    if rec.get("injected_slowdown"):
+        inj = rec["injected_slowdown"]
+        rec.setdefault("warnings", []).append(
+            f"injected slowdown: {inj['fraction']:.0%} busy-wait per call ({inj['delay_s'] * 1e6:.1f} us, "
+            f"--inject-slowdown {inj['pattern']}=...): for validating verdicts only")
     if case.latency and m.timing is not None:
         rec["latency_s"] = latency_block(m.timing.samples)
     record.finish_record(rec, backend, case, step, options, timed=m.timing is not None)

@@ -67,3 +67,25 @@ def delay_for(run_block: Callable[[int], float], fraction: float, calls: int = 5
     run_block(1)  # first call: compile and caches, not the step's own time
     per_call = sorted(run_block(1) for _ in range(calls))[calls // 2]
     return fraction * per_call
+
+
+def case_names(case: Any) -> list[str]:
+    """The names a GLOB may match, as ``xpubench run -k`` does (suite/name, full name, ...)."""
+    return [case.name, f"{case.suite}/{case.name}", case.case_id, case.full_name,
+            f"{case.name}:{case.mode}", f"{case.suite}/{case.name}:{case.mode}"]
+
+
+def inject_into(step: Any, injections: Iterable[Injection], case: Any,
+                run_block: Callable[[Any, int], float]) -> tuple[Any, dict[str, Any] | None]:
+    """``step`` slowed by the first injection matching ``case`` (and the record's note), or unchanged.
+
+    ``run_block(step, n)`` times n calls as the measuring loop will.
+    """
+    from dataclasses import replace
+
+    inj = injection_for(injections, case_names(case))
+    if inj is None:
+        return step, None
+    delay = delay_for(lambda n: run_block(step, n), inj.fraction)
+    return replace(step, run=slowed(step.run, delay)), {"pattern": inj.pattern, "fraction": inj.fraction,
+                                                        "delay_s": delay}

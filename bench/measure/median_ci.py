@@ -53,9 +53,12 @@ def autocorrelations(x: np.ndarray, max_lag: int) -> np.ndarray:
 
 def normal_scores(x: np.ndarray) -> np.ndarray:
     """Rank-based normal scores: the series' dependence without its outliers' weight."""
+    from scipy.stats import rankdata
+
     n = len(x)
-    ranks = np.empty(n)
-    ranks[np.argsort(x, kind="stable")] = np.arange(1, n + 1)
+    # tied rounds (a coarse clock, a constant fake) share their average rank: ordinal
+    # ranks would turn a run of equal values into a false trend
+    ranks = rankdata(x, method="average")
     dist = NormalDist()
     return np.array([dist.inv_cdf((r - 0.5) / n) for r in ranks])
 

@@ -2,7 +2,10 @@
 
 The confidence interval of the median is distribution-free: it comes from order
 statistics and the binomial distribution, so it holds for the skewed, heavy-tailed
-timings that real machines produce.
+timings that real machines produce; the rounds of one process are autocorrelated,
+so the number of rounds it counts is the effective one
+(:func:`xpubench.measure.median_ci.median_ci`), and it says the confidence it
+reaches when rounds are too few for 95%.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class TimeStats:
     rounds: int
     # half-width of the CI relative to the median: the stopping criterion's number
     rel_ci: float = field(default=0.0)
+    confidence: float = 0.95  # what ``ci95`` reaches: below 0.95 only when rounds are too few
+    n_eff: float | None = None  # rounds counted as independent ones (rounds / tau)
+    tau: float | None = None  # integrated autocorrelation time of the rounds (1 = independent)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,17 +89,23 @@ def summarize(samples: list[float], confidence: float = 0.95) -> TimeStats:
     mean = sum(xs) / n
     var = sum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
     q1, q3 = quantile(xs, 0.25), quantile(xs, 0.75)
-    lo_r, hi_r = median_ci_ranks(n, confidence)
-    lo, hi = xs[lo_r], xs[hi_r]
-    rel = max(med - lo, hi - med) / med if med > 0 else math.inf
+    from xpubench.measure.median_ci import median_ci  # numpy: loaded when a run measures, not for --help
+
+    ci = median_ci(samples, confidence)  # in the order taken: it reads their autocorrelation
+    rel = ci.relative_half_width(med)
     return TimeStats(
         median=med, mean=mean, min=xs[0], max=xs[-1], stdev=math.sqrt(var),
-        q1=q1, q3=q3, iqr=q3 - q1, ci95=(lo, hi), rounds=n, rel_ci=rel,
+        q1=q1, q3=q3, iqr=q3 - q1, ci95=(ci.low, ci.high), rounds=n, rel_ci=rel,
+        confidence=ci.confidence, n_eff=round(ci.n_eff, 2), tau=round(ci.tau, 3),
     )
 
 
 def relative_median_ci(samples: list[float], confidence: float = 0.95) -> float:
-    """Half-width of the median's CI relative to the median (cheap: one sort)."""
+    """Half-width of the independent-rounds CI of the median, relative to it (cheap: one sort).
+
+    A lower bound on the autocorrelation-aware one (which counts fewer effective
+    rounds): the stop rule skips the costly CI while this one is still too wide.
+    """
     xs = sorted(samples)
     med = quantile(xs, 0.5)
     lo_r, hi_r = median_ci_ranks(len(xs), confidence)
@@ -113,3 +125,19 @@ def drift(samples: list[float]) -> float | None:
     late = sorted(samples[-third:])
     e = quantile(early, 0.5)
     return (quantile(late, 0.5) - e) / e if e > 0 else None
+
+
+def significant_drift(samples: list[float], confidence: float = 0.95) -> bool:
+    """The first and last thirds of the rounds have medians whose CIs do not overlap.
+
+    Each third's CI is the autocorrelation-aware one, so a slow stretch that lasts
+    a few rounds is not taken for drift; a machine that changed state is.
+    """
+    from xpubench.measure.median_ci import median_ci
+
+    n = len(samples)
+    if n < 12:
+        return False
+    third = n // 3
+    early, late = median_ci(samples[:third], confidence), median_ci(samples[-third:], confidence)
+    return early.high < late.low or late.high < early.low

@@ -106,13 +106,18 @@ def open_telemetry(backend: "Backend", options: "RunOptions", host_memory: bool 
 
 
 def spread_warnings(timing: TimingResult, target_rel_ci: float) -> list[str]:
-    """Drift across the rounds and a wide spread: said in the record, not hidden in it."""
+    """Drift, a wide spread, an unsettled warm-up, too few rounds for 95%: said in the record, not hidden in it."""
     out: list[str] = []
     drift, med, iqr = timing.drift, timing.stats.median, timing.stats.iqr
     if drift is not None and abs(drift) > max(0.05, 3 * target_rel_ci):
         out.append(f"drift: median moved {drift:+.1%} from first to last third of rounds")
     if med > 0 and iqr / med > 0.10:
         out.append(f"noisy: IQR is {iqr / med:.0%} of the median")
+    if not timing.warmup.settled:
+        out.append(f"warm-up did not settle: the step time still moved after {timing.warmup.warmup_s:.2f} s")
+    if timing.stats.confidence < 0.95:
+        out.append(f"few rounds: {timing.stats.rounds} rounds count as {timing.stats.n_eff:.1f} independent ones; "
+                   f"the CI [min, max] reaches {timing.stats.confidence:.0%}, not 95%")
     return out
 
 

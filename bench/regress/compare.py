@@ -1,5 +1,26 @@
 """Per case x backend change between two sets of runs: the decision (judge) and the comparisons.
 
+The default verdict procedure (docs/verdicts.md): each pair is judged at the
+strongest evidence level its files support (:mod:`xpubench.regress.levels`):
+
+- K >= 2 processes on both sides (``run --repeat K``): Welch's t on log process
+  medians; K >= 2 on one side only: the other's single median against the repeated
+  side's prediction interval;
+- K = 1 on both sides: a noise model of the case on this machine (``calibrate``'s
+  ``calibration.json``, or the spread across BASE's runs when BASE holds >= 3 of
+  them); with none, the rank test below still runs but a change it finds is
+  ``unsupported`` (never a regression) unless ``one_process_supported``
+  (``compare --trust-rounds``);
+- where the level cannot detect a change of the threshold with 95% power, a pair
+  without a significant change is ``unresolved`` ("cannot resolve < N% here");
+- newest runs whose CPU model or thread count differ are ``incomparable``, with the
+  difference on the line; a different framework version is compared and named;
+- ``compare --confirm [K]`` re-measures each suspect in fresh processes, A/B
+  alternating (:mod:`xpubench.regress.confirm`): 2K worker starts plus the case's
+  budget each, about 25-40 s per suspect at K = 3 on a 2-core VM.
+
+The within-process test, for single-process pairs:
+
 For each (machine, suite, case, mode, backend) present in both sets the change
 is the ratio of median step times NEW / BASE (above 1 is slower), with a 95%
 confidence interval, and a significance decision from the raw per-round samples
@@ -40,10 +61,11 @@ Records are read through :class:`xpubench.results.view.Measurement` only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from xpubench.fmt import fmt_change
+from xpubench.regress import levels
 from xpubench.regress.stats import bootstrap_ratio_ci, log_ci_ratio, mann_whitney_p, min_mann_whitney_p
 from xpubench.results.run_view import Run
 from xpubench.results.view import Measurement
@@ -67,6 +89,9 @@ RECOVERED = "recovered"  # not ok in BASE, ok in NEW
 NOT_RUN = "not-run"  # not ok on either side, or skipped in NEW
 ONLY_IN_BASE = "only-in-base"
 ONLY_IN_NEW = "only-in-new"
+UNSUPPORTED = "unsupported"  # a change one process per side cannot support (xpubench.regress.levels)
+UNRESOLVED = "unresolved"  # no change found, but this machine cannot resolve the threshold for the case
+INCOMPARABLE = "incomparable"  # fingerprints differ in what changes step times (CPU model, threads)
 GATE_VERDICTS = frozenset({REGRESSION, FAILED})
 FLAG_VERDICTS = (REGRESSION, IMPROVEMENT)  # what the report's history page marks
 
@@ -95,15 +120,63 @@ def check_rule(rule: str) -> str:
 
 
 def judge(base: Record, new: Record, *, threshold: float = DEFAULT_THRESHOLD,
-          alpha: float = DEFAULT_ALPHA, rule: str = DEFAULT_RULE) -> Decision:
+          alpha: float = DEFAULT_ALPHA, rule: str = DEFAULT_RULE, sigma: float | None = None,
+          one_process_supported: bool = False) -> Decision:
     """Decide whether ``new`` is a regression against ``base`` (two measurements, views or records).
 
     ``rule``: ``"significant"`` (significant and the ratio of medians beyond the
     threshold) or ``"confident"`` (significant and the whole 95% CI of the ratio
-    beyond it); see the module docstring.
+    beyond it); see the module docstring. The evidence level comes first
+    (:mod:`xpubench.regress.levels`): process-level figures, else the case's
+    between-process spread ``sigma`` on this machine, else one process per side,
+    whose change is ``unsupported`` unless ``one_process_supported`` (the rounds'
+    rank test alone: what the report's history marks and the resampled nights use).
     """
     check_rule(rule)
     base, new = Measurement.of(base), Measurement.of(new)
+    status = _status_decision(base, new)
+    if status is not None:
+        return status
+    level = levels.level_of(base, new, sigma)
+    if level != levels.ONE_PROCESS:
+        return _judge_level(base, new, level, sigma, threshold=threshold, alpha=alpha, rule=rule)
+    d = _judge_rounds(base, new, threshold=threshold, alpha=alpha, rule=rule)
+    if d.verdict in FLAG_VERDICTS and not one_process_supported:
+        return replace(d, verdict=UNSUPPORTED, note=(
+            f"unsupported: one process per side ({fmt_change(d.ratio)} within one process, p {d.p_value or 0:.2g}); "
+            "rerun with --repeat 3 or compare --confirm, or calibrate this machine"))
+    return d
+
+
+def _judge_level(base: Measurement, new: Measurement, level: str, sigma: float | None, *, threshold: float,
+                 alpha: float, rule: str) -> Decision:
+    """A verdict from a process-level or noise-model test (see xpubench.regress.levels)."""
+    t = levels.level_test(base, new, level, sigma, alpha, CONFIDENCE)
+    limit = math.log1p(threshold)
+    significant = t.p_value < alpha
+    if rule == CONFIDENT:
+        beyond = math.log(t.ci95[0]) > limit if t.ratio > 1 else math.log(t.ci95[1]) < -limit
+    else:
+        beyond = abs(math.log(t.ratio)) > limit
+    note = ""
+    if significant and beyond:
+        verdict = REGRESSION if t.ratio > 1 else IMPROVEMENT
+    elif t.detectable is not None and t.detectable > threshold:
+        verdict = UNRESOLVED
+        limit_text = f"{t.detectable:.0%}" if t.detectable < 10 else "1000%"  # past 10x: no figure worth reading
+        note = f"cannot resolve < {limit_text} here ({level})"
+    elif abs(math.log(t.ratio)) > limit:
+        verdict = INSIGNIFICANT
+        if significant and rule == CONFIDENT:
+            note = (f"{fmt_change(t.ratio)}, but its {CONFIDENCE:.0%} CI [{fmt_change(t.ci95[0])}, "
+                    f"{fmt_change(t.ci95[1])}] is not wholly beyond the {threshold:.0%} threshold: not confident")
+    else:
+        verdict = UNCHANGED
+    return Decision(verdict, t.ratio, t.p_value, significant, level, note, t.ci95)
+
+
+def _status_decision(base: Measurement, new: Measurement) -> Decision | None:
+    """The decision when a side did not run ok or has no median; None when both can be timed."""
     if not base.ok or not new.ok:
         bs, ns = base.status, new.status
         if base.ok and new.failed:
@@ -111,9 +184,14 @@ def judge(base: Record, new: Record, *, threshold: float = DEFAULT_THRESHOLD,
         if not base.ok and new.ok:
             return Decision(RECOVERED, None, None, None, "status", f"{bs} -> ok")
         return Decision(NOT_RUN, None, None, None, "status", f"{bs} -> {ns}")
-    mb, mn = base.median, new.median
-    if mb is None or mn is None:
+    if base.median is None or new.median is None:
         return Decision(NOT_RUN, None, None, None, "status", "no median time recorded")
+    return None
+
+
+def _judge_rounds(base: Measurement, new: Measurement, *, threshold: float, alpha: float, rule: str) -> Decision:
+    """The within-process decision: a rank test on the two runs' rounds (one process each)."""
+    mb, mn = base.median, new.median
     ratio = mn / mb
     limit = math.log1p(threshold)
     big = abs(math.log(ratio)) > limit
@@ -227,17 +305,50 @@ def latest_measurements(runs: Iterable[Run | Mapping[str, Any]]) -> dict[Key, Me
     return out
 
 
+def newest_runs(runs: Iterable[Run]) -> dict[str, Run]:
+    """The newest run of each machine."""
+    out: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: r.sort_key):
+        out[run.machine_id] = run
+    return out
+
+
+def fingerprint_notes(base_runs: list[Run], new_runs: list[Run]) -> dict[str, tuple[bool, str]]:
+    """machine_id -> (comparable, what differs) for machines whose newest runs differ in what matters.
+
+    A different CPU model or thread count makes the two sides different experiments:
+    not comparable. A different framework version is what a comparison may be for: it
+    is compared, and the line names it.
+    """
+    nb, nn = newest_runs(base_runs), newest_runs(new_runs)
+    out = {}
+    for mid in nb.keys() & nn.keys():
+        diffs = levels.fingerprint_differences(nb[mid], nn[mid])
+        if diffs:
+            hard = any(d.startswith(("CPU ", "threads ")) for d in diffs)
+            out[mid] = (not hard, "fingerprints differ: " + "; ".join(diffs))
+    return out
+
+
 def compare_runs(base_runs: Iterable[Run | Mapping[str, Any]], new_runs: Iterable[Run | Mapping[str, Any]],
                  threshold: float = DEFAULT_THRESHOLD, suite_thresholds: Mapping[str, float] | None = None, *,
-                 alpha: float = DEFAULT_ALPHA, with_ci: bool = True, rule: str = DEFAULT_RULE) -> list[Comparison]:
+                 alpha: float = DEFAULT_ALPHA, with_ci: bool = True, rule: str = DEFAULT_RULE,
+                 noise: "levels.NoiseModel | None" = None, one_process_supported: bool = False) -> list[Comparison]:
     """Compare two sets of runs (views or run documents) case x backend, machine by machine.
 
     Returns one :class:`Comparison` per key found on either side; keys present on
     one side only have verdict ``only-in-base`` / ``only-in-new``. ``with_ci=False``
-    skips the ratio CI where the rule does not need it (it is only shown).
+    skips the ratio CI where the rule does not need it (it is only shown). ``noise``
+    gives the between-process spread of single-process cases; where none is given, a
+    BASE set holding several runs of a machine supplies its own (their spread).
     """
     check_rule(rule)
     suite_thresholds = dict(suite_thresholds or {})
+    base_runs = [Run.of(r) for r in base_runs]
+    new_runs = [Run.of(r) for r in new_runs]
+    history = levels.noise_from_history(base_runs)
+    noise = noise.merged(history) if noise is not None else history
+    fingerprints = fingerprint_notes(base_runs, new_runs)
     base = latest_measurements(base_runs)
     new = latest_measurements(new_runs)
     out: list[Comparison] = []
@@ -253,8 +364,14 @@ def compare_runs(base_runs: Iterable[Run | Mapping[str, Any]], new_runs: Iterabl
             c.verdict = ONLY_IN_NEW if bm is None else ONLY_IN_BASE
             out.append(c)
             continue
-        d = judge(bm, nm, threshold=t, alpha=alpha, rule=rule)
+        d = judge(bm, nm, threshold=t, alpha=alpha, rule=rule, sigma=noise.for_key(key),
+                  one_process_supported=one_process_supported)
         c.verdict, c.ratio, c.p_value, c.method, c.note = d.verdict, d.ratio, d.p_value, d.method, d.note
+        comparable, why = fingerprints.get(machine_id, (True, ""))
+        if why:
+            if not comparable and d.verdict not in (FAILED, RECOVERED, NOT_RUN):
+                c.verdict = INCOMPARABLE
+            c.note = f"{why}; {c.note}" if c.note else why
         c.ratio_ci = d.ratio_ci
         if with_ci and d.ratio is not None and c.ratio_ci is None:
             c.ratio_ci = ratio_ci(bm, nm, rule=rule)  # the CI shown is the one the rule reads

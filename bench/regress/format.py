@@ -9,11 +9,16 @@ from typing import Sequence
 from xpubench.fmt import fmt_change, fmt_time
 from xpubench.regress.compare import (CONFIDENCE, CONFIDENT, DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, FAILED,
                                       IMPROVEMENT, INSIGNIFICANT, NOT_RUN, ONLY_IN_BASE, ONLY_IN_NEW, RECOVERED,
-                                      REGRESSION, UNCHANGED, Comparison, find_regressions)
+                                      REGRESSION, INCOMPARABLE, UNCHANGED, UNRESOLVED, UNSUPPORTED, Comparison,
+                                      find_regressions)
 
 MARKS = {REGRESSION: "+", IMPROVEMENT: "-", UNCHANGED: " ", INSIGNIFICANT: "~", FAILED: "!",
-         RECOVERED: "*", NOT_RUN: ".", ONLY_IN_BASE: "<", ONLY_IN_NEW: ">"}
-_ORDER = [REGRESSION, FAILED, IMPROVEMENT, RECOVERED, INSIGNIFICANT, UNCHANGED, NOT_RUN]
+         RECOVERED: "*", NOT_RUN: ".", ONLY_IN_BASE: "<", ONLY_IN_NEW: ">", UNSUPPORTED: "?", UNRESOLVED: "=",
+         INCOMPARABLE: "x"}
+_ORDER = [REGRESSION, FAILED, IMPROVEMENT, RECOVERED, UNSUPPORTED, INCOMPARABLE, UNRESOLVED, INSIGNIFICANT,
+          UNCHANGED, NOT_RUN]
+# verdicts whose line needs its note under the table: why it is not a plain verdict
+_EXPLAINED = (UNSUPPORTED, UNRESOLVED, INCOMPARABLE)
 
 
 def _change_text(c: Comparison) -> str:
@@ -56,9 +61,19 @@ def _summary_line(comparisons: Sequence[Comparison], threshold: float, alpha: fl
                   rule: str = DEFAULT_RULE) -> str:
     counts = summary_counts(comparisons)
     parts = [f"{counts.get(v, 0)} {v}" for v in (REGRESSION, FAILED, IMPROVEMENT, INSIGNIFICANT, UNCHANGED)]
-    extra = [f"{counts[v]} {v}" for v in (RECOVERED, NOT_RUN, ONLY_IN_BASE, ONLY_IN_NEW) if counts.get(v)]
+    extra = [f"{counts[v]} {v}" for v in (UNSUPPORTED, UNRESOLVED, INCOMPARABLE, RECOVERED, NOT_RUN, ONLY_IN_BASE,
+                                          ONLY_IN_NEW) if counts.get(v)]
     return (", ".join(parts + extra)
-            + f" ({rule_text(rule, threshold)}; alpha {alpha:g}, Mann-Whitney U on per-round samples)")
+            + f" ({rule_text(rule, threshold)}; alpha {alpha:g}; {_levels_text(comparisons)})")
+
+
+def _levels_text(comparisons: Sequence[Comparison]) -> str:
+    """Which evidence the verdicts rest on (docs/verdicts.md)."""
+    names = {"processes": "process medians (Welch)", "processes-vs-one": "one process vs repeated processes",
+             "noise-model": "calibrated between-process noise", "mann-whitney": "Mann-Whitney U on one process's rounds",
+             "ci-overlap": "CI overlap", "confirmed": "confirmation reruns"}
+    used = sorted({c.method for c in comparisons if c.method in names})
+    return "tests: " + (", ".join(names[m] for m in used) if used else "none")
 
 
 def _plain(text: str) -> str:
@@ -104,9 +119,11 @@ def format_table(comparisons: Sequence[Comparison], *, threshold: float = DEFAUL
 
 
 def _not_confident_notes(comparisons: Sequence[Comparison]) -> list[str]:
-    """One line per change past the threshold that the confident rule did not count (``~`` rows)."""
-    return [_plain(f"~ {c.machine_id}  {c.suite}/{c.case}  {c.mode}  {c.backend}: {c.note}")
-            for c in _sorted_compared(comparisons) if c.verdict == INSIGNIFICANT and "not confident" in c.note]
+    """One line per change past the threshold that the confident rule did not count (``~`` rows), and one
+    per unsupported, unresolved or incomparable verdict (why it is not a plain verdict)."""
+    return [_plain(f"{MARKS[c.verdict]} {c.machine_id}  {c.suite}/{c.case}  {c.mode}  {c.backend}: {c.note}")
+            for c in _sorted_compared(comparisons)
+            if (c.verdict == INSIGNIFICANT and "not confident" in c.note) or (c.verdict in _EXPLAINED and c.note)]
 
 
 def _md(text: str) -> str:
@@ -135,7 +152,7 @@ def format_markdown(comparisons: Sequence[Comparison], *, threshold: float = DEF
         lines.append("")
     notes = _not_confident_notes(comparisons)
     if notes:
-        lines += [f"<details><summary>Past the threshold, not confident ({len(notes)})</summary>", ""]
+        lines += [f"<details><summary>Not confident, unsupported or unresolved ({len(notes)})</summary>", ""]
         lines += ["- " + _md(n[2:]) for n in notes] + ["", "</details>", ""]
     rest = [c for c in ordered if c not in changed]
     if rest:

@@ -18,6 +18,7 @@ from pathlib import Path
 from xpubench.errors import UserError
 from xpubench.regress.compare import Comparison
 from xpubench.regress.format import format_markdown
+from xpubench.regress.levels import find_calibrations
 from xpubench.regress.policy import GateBook, compare_night
 from xpubench.results.reader import load_runs
 from xpubench.results.run_view import Run
@@ -66,6 +67,9 @@ def gate_night(artifacts: Path, history: Path, book: GateBook, *, with_ci: bool 
     if not tonight:
         raise UserError(f"{artifacts}: no results files from tonight's legs")
     past = _load([history] if history.is_dir() else [], "history")
+    # a machine's calibration (`xpubench calibrate`, kept in history/<machine_id>/) is the noise
+    # model of its single-process nights (docs/verdicts.md)
+    noise = find_calibrations([history]) if history.is_dir() else None
     by_machine: dict[str, list[Run]] = {}
     for run in tonight:
         by_machine.setdefault(run.machine_id, []).append(run)
@@ -78,7 +82,8 @@ def gate_night(artifacts: Path, history: Path, book: GateBook, *, with_ci: bool 
         leg, policy = book.policy_for(runs, artifacts)
         night = MachineNight(mid, leg, policy.threshold, policy.alpha, policy.rule, runs, previous)
         if previous is not None:
-            night.comparisons, night.alpha_each = compare_night(previous, runs, policy, with_ci=with_ci)
+            night.comparisons, night.alpha_each = compare_night(previous, runs, policy, with_ci=with_ci,
+                                                                noise=noise)
         out.append(night)
     return out
 

@@ -40,6 +40,9 @@ class GatePolicy:
     threshold: float = DEFAULT_THRESHOLD  # fraction: 0.05 = 5%
     alpha: float = DEFAULT_ALPHA  # family-wise, for the whole night of one machine (Bonferroni over it)
     rule: str = DEFAULT_RULE  # xpubench.regress.compare rule: "confident" or "significant"
+    # judge one-process-per-side nights on their rounds alone (the old gate; the resampled
+    # simulated nights model it). Off: such a change is "unsupported" (docs/verdicts.md).
+    trust_rounds: bool = False
 
     def __post_init__(self) -> None:
         compare.check_rule(self.rule)
@@ -85,17 +88,18 @@ class GateBook:
         return leg, self.policy(leg)
 
     def overridden(self, *, threshold: float | None = None, alpha: float | None = None,
-                   rule: str | None = None) -> "GateBook":
+                   rule: str | None = None, trust_rounds: bool | None = None) -> "GateBook":
         """The same book with every policy's threshold, alpha or rule replaced (the command line's)."""
-        given = {k: v for k, v in (("threshold", threshold), ("alpha", alpha), ("rule", rule)) if v is not None}
+        given = {k: v for k, v in (("threshold", threshold), ("alpha", alpha), ("rule", rule),
+                                   ("trust_rounds", trust_rounds)) if v is not None}
         if not given:
             return self
         return replace(self, default=replace(self.default, **given),
                        legs={name: replace(p, **given) for name, p in self.legs.items()})
 
 
-def compare_night(previous: Run, tonight: list[Run], policy: GatePolicy, *,
-                  with_ci: bool = True) -> tuple[list[compare.Comparison], float]:
+def compare_night(previous: Run, tonight: list[Run], policy: GatePolicy, *, with_ci: bool = True,
+                  noise: "compare.levels.NoiseModel | None" = None) -> tuple[list[compare.Comparison], float]:
     """``xpubench compare PREVIOUS TONIGHT --rule RULE`` with the night's significance split over its comparisons.
 
     A machine's night holds dozens to hundreds of comparisons; testing each at 0.01
@@ -110,7 +114,8 @@ def compare_night(previous: Run, tonight: list[Run], policy: GatePolicy, *,
     both_ok = sum(1 for k in base.keys() & new.keys() if base[k].ok and new[k].ok)
     each = policy.alpha / max(both_ok, 1)
     comparisons = compare.compare_runs([previous], tonight, policy.threshold, alpha=each, with_ci=with_ci,
-                                       rule=policy.rule)
+                                       rule=policy.rule, noise=noise,
+                                       one_process_supported=policy.trust_rounds)
     for c in comparisons:
         # With too few rounds for the rank test to reach ``each``, compare falls back to
         # "the 95% CIs do not overlap", a test near p = 0.01 whatever alpha is: it cannot

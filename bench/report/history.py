@@ -64,7 +64,8 @@ def history_series(model: Model) -> dict[tuple[str, str, str], list[Series]]:
             prev = None
             for p in series.points:
                 if prev is not None and prev.entry.m.ok and p.entry.m.ok:
-                    d = compare.judge(prev.entry.m, p.entry.m, threshold=threshold, rule=model.rule)
+                    d = compare.judge(prev.entry.m, p.entry.m, threshold=threshold, rule=model.rule,
+                                      one_process_supported=True)  # a history's marks: the rounds' test
                     if d.verdict in compare.FLAG_VERDICTS:
                         p.flag, p.change = d.verdict, (d.ratio - 1.0 if d.ratio else None)
                 if p.entry.m.ok:

@@ -20,7 +20,17 @@ a field documents it here):
   ``scaling_efficiency_method``, ``communication`` {``share``, ``step_without_exchange_s``,
   ``method``}, ``ranks`` (every rank's own median), ``devices``, ``simulated_devices``,
   ``launch`` {``command``, ``wall_s``, ``threads_per_rank``, ``stragglers_killed``}, and on a
-  failure ``failed_rank`` (time_s is the slowest rank's per round).
+  failure ``failed_rank`` (time_s is the slowest rank's per round);
+- ``time_s.confidence`` / ``time_s.n_eff`` / ``time_s.tau``: what the median's CI reaches (below 0.95
+  only with too few rounds), the rounds counted as independent ones, their autocorrelation time;
+- ``time_s.processes`` (``--repeat K``): one entry per fresh process ``{pass, status, median, ci95,
+  rounds, samples, worker_pid, host: {cpu_affinity, numa_nodes, thp}, ...}``; the headline ``median``
+  and ``ci95`` are then the process-level ones (``time_s.level = "processes"``, ``process_spread``);
+- ``pass``: the pass of the interleaved plan that measured a record (0-based; gone once K passes merge);
+- ``process``: the worker's pid, CPU affinity, NUMA nodes and transparent-huge-pages mode;
+- ``injected_slowdown``: ``{pattern, fraction, delay_s}`` of ``--inject-slowdown`` (validation only);
+- ``run.schedule``: ``{order, seed, repeat}`` of the interleaved plan; ``run.twin_ratios``: each twin
+  pair's ratio (bf16/fp32, jax/torch) with its CI and method (docs/verdicts.md).
 """
 
 from __future__ import annotations

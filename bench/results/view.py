@@ -246,11 +246,10 @@ class Measurement:
         stored = self.stored_ci95
         if stored is not None or len(self.samples) < 2:
             return stored
-        from xpubench.measure.stats import median_ci_ranks
+        from xpubench.measure.median_ci import median_ci
 
-        xs = sorted(self.samples)
-        lo, hi = median_ci_ranks(len(xs), CONFIDENCE)
-        return xs[lo], xs[hi]
+        ci = median_ci(self.samples, CONFIDENCE)
+        return ci.low, ci.high
 
     @property
     def rel_ci(self) -> float | None:

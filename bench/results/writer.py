@@ -71,6 +71,11 @@ class RunWriter:
         self.doc["measurements"].append(measurement)
         self._write()
 
+    def replace_measurements(self, measurements: list[dict]) -> None:
+        """The whole list at once (a repeated run merges each case's process records at the end)."""
+        self.doc["measurements"] = list(measurements)
+        self._write()
+
     def set_run_field(self, key: str, value: Any) -> None:
         self.doc["run"][key] = value
         self._write()

@@ -1,7 +1,8 @@
-"""The parent side of a run: each backend's cases go to a supervised worker process.
+"""The parent side of a run: the interleaved plan's cases go to supervised worker processes.
 
-The parent never runs a case itself. It feeds one case at a time to the backend's
-worker and waits with a deadline: a case that hangs is recorded ``timeout`` and its
+The parent never runs a case itself. It walks the plan (case-major, the backends of
+a case in a seeded shuffled order, K passes in fresh workers: xpubench.run.schedule)
+and feeds one case at a time to that backend's worker and waits with a deadline: a case that hangs is recorded ``timeout`` and its
 worker killed; a worker that dies is recorded ``crashed`` (or ``oom`` when the kernel
 killed it); either way a fresh worker takes the next case. Every record is appended
 to the run file as soon as it arrives, so nothing measured is lost.
@@ -12,13 +13,15 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from xpubench.backends.base import BackendSpec, make_backend
 from xpubench.measure.record import case_record
 from xpubench.options import RunOptions
 from xpubench.results.writer import RunWriter
+from xpubench.run.merge import merge_passes
+from xpubench.run.schedule import Slot, interleaved, new_seed
 from xpubench.spec import registry as specmod
 
 _MP = mp.get_context("spawn")  # a clean interpreter: no inherited framework state
@@ -131,6 +134,10 @@ def death_record(case: specmod.Case, spec: BackendSpec, exitcode: int | None) ->
 
 
 class Runner:
+    """Runs the plan of :func:`xpubench.run.schedule.interleaved`: case-major, backends of a case
+    interleaved, ``opts.repeat`` passes each in fresh workers; K records of a case x backend
+    are merged into one (:mod:`xpubench.run.merge`) when the run ends."""
+
     def __init__(self, specs: list[BackendSpec], cases: list[specmod.Case], writer: RunWriter | None,
                  opts: RunOptions, display: Display | None = None, setup_timeout_s: float = 300.0):
         self.specs = specs
@@ -141,6 +148,14 @@ class Runner:
         self.setup_timeout_s = setup_timeout_s
         self.outcome = Outcome()
         self.backend_info: dict[str, Any] = {}
+        self.seed = opts.seed if opts.seed is not None else new_seed()
+        self.order: list[list[str]] = []  # per pass, the slots as "case|backend" (the seed reproduces it)
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The run's ``schedule`` block: how the plan was ordered, from which seed, K."""
+        return {"order": "case-major, backends of a case interleaved (shuffled per case and pass)",
+                "seed": self.seed, "repeat": self.opts.repeat}
 
     def _record(self, rec: dict) -> None:
         self.outcome.records.append(rec)
@@ -148,25 +163,38 @@ class Runner:
             self.writer.append(rec)
         self.display.case_finished(rec)
 
-    def _skip_all(self, spec: BackendSpec, reason: str) -> None:
-        for case in self.cases:
-            rec = case_record(case, spec)
-            rec.update(status="skipped", reason=reason)
-            self._record(rec)
-
     def run(self) -> Outcome:
         previous = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
+            usable = []
             for spec in self.specs:
-                self._run_backend(spec)
+                avail = make_backend(spec).availability()  # cheap: no framework import in the parent
+                if avail.ok:
+                    usable.append(spec)
+                    continue
+                for case in self.cases:
+                    rec = case_record(case, spec)
+                    rec.update(status="skipped", reason=avail.reason)
+                    self._record(rec)
+            plan = interleaved(self.cases, usable, repeat=self.opts.repeat, seed=self.seed,
+                               name=lambda c: c.full_name)
+            for slots in plan:
+                self._run_pass(slots)
         except (KeyboardInterrupt, Interrupted):
             self.outcome.interrupted = True
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.opts.repeat > 1:
+                self._merge()
         return self.outcome
 
-    def _start(self, spec: BackendSpec) -> tuple[WorkerProcess | None, str]:
-        w = WorkerProcess(spec, self.opts)
+    def _merge(self) -> None:
+        self.outcome.records = merge_passes(self.outcome.records)
+        if self.writer is not None:
+            self.writer.replace_measurements(self.outcome.records)
+
+    def _start(self, spec: BackendSpec, pass_index: int = 0) -> tuple[WorkerProcess | None, str]:
+        w = WorkerProcess(spec, replace(self.opts, pass_index=pass_index))
         try:
             ok, reason = w.handshake(self.setup_timeout_s)
         except BaseException:
@@ -178,34 +206,38 @@ class Runner:
         self.backend_info[str(spec)] = w.info
         return w, ""
 
-    def _run_backend(self, spec: BackendSpec) -> None:
-        parent_side = make_backend(spec)  # cheap: no framework import in the parent
-        avail = parent_side.availability()
-        if not avail.ok:
-            self._skip_all(spec, avail.reason)
-            return
-        fresh = parent_side.fresh_worker_per_case
-        worker: WorkerProcess | None = None
+    def _run_pass(self, slots: list[Slot]) -> None:
+        """One pass: one live worker per backend (fresh ones for this pass), each slot in order."""
+        workers: dict[str, WorkerProcess] = {}
+        fresh: dict[str, bool] = {}
+        self.order.append([f"{slot.case.full_name}|{slot.spec}" for slot in slots])
         try:
-            for case in self.cases:
+            for slot in slots:
+                key = str(slot.spec)
+                worker = workers.get(key)
                 if worker is None:
-                    worker, reason = self._start(spec)
+                    worker, reason = self._start(slot.spec, slot.pass_index)
                     if worker is None:
-                        rec = case_record(case, spec)
+                        rec = case_record(slot.case, slot.spec)
                         rec.update(status="skipped", reason=f"backend not usable: {reason}")
+                        rec["pass"] = slot.pass_index
                         self._record(rec)
                         continue
-                self.display.case_started(case, spec)
-                rec, alive = self._run_case(worker, case)
-                if fresh and alive:
+                    workers[key] = worker
+                self.display.case_started(slot.case, slot.spec)
+                rec, alive = self._run_case(worker, slot.case)
+                rec["pass"] = slot.pass_index
+                if key not in fresh:
+                    fresh[key] = make_backend(slot.spec).fresh_worker_per_case
+                if fresh[key] and alive:
                     rec.setdefault("memory", {})["fresh_worker"] = True
                     worker.stop()
                     alive = False
                 self._record(rec)
                 if not alive:
-                    worker = None
+                    del workers[key]
         finally:
-            if worker is not None:
+            for worker in workers.values():
                 worker.stop()
 
     def _run_case(self, worker: WorkerProcess, case: specmod.Case) -> tuple[dict, bool]:

@@ -17,6 +17,7 @@ from typing import Any
 from xpubench.measure.case import measure_case, set_up
 from xpubench.measure.record import error_record, one_line
 from xpubench.options import RunOptions
+from xpubench.run.host_facts import process_facts
 from xpubench.spec import registry as specmod
 
 PROGRESS_EVERY_S = 0.1  # progress, not a firehose
@@ -83,6 +84,7 @@ def worker_main(conn, spec_text: str, opts_dict: dict) -> None:
         conn.send(("setup_failed", one_line(exc)))
         return
     _apply_limits(opts)
+    facts = process_facts()  # what can make this process differ from the next one
     conn.send(("ready", info))
     while True:
         msg = conn.recv()
@@ -92,4 +94,5 @@ def worker_main(conn, spec_text: str, opts_dict: dict) -> None:
         rec = _measure_one(conn, backend, specmod.find(tuple(key), params), opts)
         rec["worker_pid"] = os.getpid()
         rec["threads"] = info.get("threads")
+        rec["process"] = facts
         conn.send(("result", rec))

@@ -1,0 +1,111 @@
+"""Confirmation reruns: suspects re-measured A/B in fresh processes, then judged on process medians."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+
+from xpubench.regress import compare as C
+from xpubench.regress import confirm as CF
+from xpubench.results.run_view import Run
+
+
+def rec(median: float, case: str = "layernorm[d=8]") -> dict:
+    samples = [median * (1 + 0.001 * (j % 5 - 2)) for j in range(30)]
+    return {"suite": "normalization", "case": case, "name": case.split("[")[0], "params": {"d": 8},
+            "size": "smoke", "mode": "forward", "backend": "torch:cpu:fp32", "status": "ok",
+            "time_s": {"median": median, "samples": samples, "ci95": [median * 0.999, median * 1.001],
+                       "rounds": 30}}
+
+
+def run(records, day, options=None, commit="abc"):
+    return Run.of({"schema_version": 1,
+                   "run": {"id": f"r{day}", "started_at": f"2026-01-{day:02d}T02:00:00+00:00",
+                           "git": {"commit": commit}, "options": options or {"size": "smoke"}},
+                   "machine": {"machine_id": "box"}, "measurements": records})
+
+
+class FakeMachine:
+    """Process medians drawn around each side's true time: what fresh processes would show."""
+
+    def __init__(self, true_s: dict[str, float], spread: float = 0.01):
+        self.true_s, self.spread, self.calls, self.k = true_s, spread, [], 0
+
+    def __call__(self, record, backend, options):
+        side = "slow" if options.get("inject_slowdown") else "fast"
+        self.calls.append(side)
+        self.k += 1
+        m = self.true_s[side] * math.exp(self.spread * ((self.k * 7) % 5 - 2) / 2)
+        return {**rec(m, record["case"]), "worker_pid": 1000 + self.k}
+
+
+@pytest.fixture
+def same_build(monkeypatch):
+    monkeypatch.setattr(CF, "same_build", lambda run: True)
+
+
+def test_a_within_process_false_alarm_is_not_confirmed(same_build):
+    base, new = [run([rec(1.0)], 1)], [run([rec(1.2)], 2)]  # one process each: 20% "slower"
+    comparisons = C.compare_runs(base, new)
+    assert comparisons[0].verdict == C.UNSUPPORTED
+    fake = FakeMachine({"fast": 1.0, "slow": 1.0})  # a rerun shows no difference: the 20% was the process
+    out, info = CF.confirm(comparisons, base, new, processes=3, seed=1, measure=fake, clock=iter(range(100)).__next__)
+    (c,) = out
+    assert c.verdict in (C.UNCHANGED, C.UNRESOLVED) and c.method == "confirmed" and not c.is_regression
+    assert "confirmed by 3+3 interleaved fresh processes" in c.note
+    assert sorted(fake.calls) == ["fast"] * 6 and info.processes == 6 and info.suspects == 1
+    assert "6 fresh processes" in info.note() and "per suspect" in info.note()
+
+
+def test_an_injected_slowdown_is_confirmed_and_the_order_alternates(same_build):
+    base = [run([rec(1.0)], 1)]
+    new = [run([rec(1.2)], 2, options={"size": "smoke", "inject_slowdown": ["normalization/layernorm*=20%"]})]
+    fake = FakeMachine({"fast": 1.0, "slow": 1.2})
+    out, _ = CF.confirm(C.compare_runs(base, new), base, new, processes=4, seed=3, measure=fake)
+    (c,) = out
+    assert c.verdict == C.REGRESSION and c.ratio == pytest.approx(1.2, rel=0.02)
+    pairs = [fake.calls[i:i + 2] for i in range(0, 8, 2)]
+    assert all(sorted(p) == ["fast", "slow"] for p in pairs)  # A and B in every pass
+    assert len({tuple(p) for p in pairs}) == 2  # and not always in the same order
+
+
+def test_another_build_on_the_base_side_is_not_re_measured(monkeypatch):
+    monkeypatch.setattr(CF, "same_build", lambda run: False)
+    base, new = [run([rec(1.0)], 1, commit="old")], [run([rec(1.3)], 2)]
+    fake = FakeMachine({"fast": 1.3, "slow": 1.3})
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, seed=2, measure=fake)
+    assert fake.calls == ["fast"] * 5 and not info.base_remeasured and "NEW only" in info.note()
+    assert out[0].verdict == C.REGRESSION and "0+5" in out[0].note
+
+
+def test_unchanged_cases_are_not_re_measured(same_build):
+    base, new = [run([rec(1.0)], 1)], [run([rec(1.0)], 2)]
+    fake = FakeMachine({"fast": 1.0, "slow": 1.0})
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, measure=fake)
+    assert fake.calls == [] and info.suspects == 0 and out[0].verdict == C.UNCHANGED
+
+
+def test_cli_takes_confirm_and_seed():
+    from xpubench.cli import compare as CLI
+
+    p = argparse.ArgumentParser()
+    CLI.add_arguments(p)
+    assert p.parse_args(["a", "b", "--confirm"]).confirm == 3
+    assert p.parse_args(["a", "b", "--confirm", "5", "--seed", "9"]).confirm == 5
+    assert p.parse_args(["a", "b"]).confirm is None
+
+
+def test_a_real_fresh_process_measures_the_record_with_its_sides_options(monkeypatch):
+    from tests.verdict_suite import use_suite_module
+    from xpubench.spec import registry as specmod
+
+    use_suite_module(monkeypatch)
+    (case,) = [c for c in specmod.select(["verdicts"], ["spin_a"], "smoke")]
+    record = {"suite": case.suite, "name": case.name, "case": case.case_id, "params": dict(case.params),
+              "size": "smoke", "mode": case.mode}
+    got = CF.measure_in_fresh_process(record, "torch:cpu:fp32", {
+        "size": "smoke", "time_budget_s": 0.05, "telemetry": False, "inject_slowdown": ["verdicts/spin_a=50%"]})
+    assert got["status"] == "ok" and got["injected_slowdown"]["fraction"] == 0.5
+    assert got["time_s"]["median"] > 200e-6 * 1.3  # 200 us spin + 50% busy-wait
