@@ -23,7 +23,7 @@ from pathlib import Path
 
 from xpubench.hardware.ceilings import validate
 from xpubench.hardware.roofline import attach_roofline
-from xpubench.results.files import read_run
+from xpubench.results.reader import read_run
 from xpubench.spec import registry as specmod
 
 
