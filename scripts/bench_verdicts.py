@@ -58,7 +58,7 @@ def finished(folder: Path) -> bool:
 
 def measure(folder: Path, extra: tuple[str, ...], args) -> dict:
     """One `xpubench run` in its own process tree; its wall time and the load around it."""
-    cmd = [sys.executable, "-m", "bench", "run", *[a for s in SUITES for a in ("-s", s)],
+    cmd = [sys.executable, "-m", "xpubench", "run", *[a for s in SUITES for a in ("-s", s)],
            *[a for b in BACKENDS for a in ("-b", b)], "--size", args.size, "--out", str(folder),
            "--machine-id", MACHINE, *(["--repeat", str(args.repeat)] if args.repeat > 1 else []), *extra]
     load0 = os.getloadavg()[0]

@@ -12,7 +12,7 @@ import pytest
 
 from xpubench.results.reader import read_run
 
-XPUBENCH = [sys.executable, "-m", "bench"]
+XPUBENCH = [sys.executable, "-m", "xpubench"]
 ROOT = Path(__file__).resolve().parents[1]
 
 

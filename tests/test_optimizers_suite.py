@@ -221,7 +221,7 @@ def test_work_counts_bytes_from_the_state():
 @pytest.mark.slow
 def test_cli_smoke_run_is_ok_or_skipped(tmp_path):
     exe = Path(sys.executable).with_name("xpubench")
-    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "bench"]),
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "xpubench"]),
            "run", "--size", "smoke", "--suite", "optimizers", "-b", "torch:cpu:fp32", "-b", "jax:cpu:fp32",
            "--no-telemetry", "--time-budget", "0.05", "--out", str(tmp_path)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)

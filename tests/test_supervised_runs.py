@@ -53,7 +53,7 @@ def test_every_fault_gets_its_status_and_the_run_goes_on(fault_suite, tmp_path):
 
 def test_sigterm_ends_the_run_cleanly(tmp_path):
     env = dict(os.environ, XPUBENCH_SUITE_MODULES="tests.fault_suite")
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--size", "smoke", "-s", "faults",
+    proc = subprocess.Popen([sys.executable, "-m", "xpubench", "run", "--size", "smoke", "-s", "faults",
                              "-k", "good_a", "-k", "hang", "-k", "good_b", "-b", "torch:cpu:fp32",
                              "--no-telemetry", "--out", str(tmp_path), "--machine-id", "m"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

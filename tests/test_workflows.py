@@ -102,7 +102,7 @@ def test_every_matrix_field_the_leg_job_reads_is_in_every_entry():
 def test_xpubench_matrix_github_prints_what_the_definition_produces():
     """The command the plan job runs, as a process, equals the definition's matrix."""
     exe = Path(sys.executable).with_name("xpubench")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "bench"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "xpubench"]
     out = subprocess.run(cmd + ["matrix", "--github"], capture_output=True, text=True, check=True,
                          cwd=ROOT, timeout=120).stdout
     assert out.strip() == M.github_json(M.load_matrix())
