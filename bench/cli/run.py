@@ -92,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     attach_roofline(writer.doc, find_ceilings(machine["machine_id"], [args.out, "results"]))
     writer.finish(interrupted=outcome.interrupted)
     out.print(summary_table(outcome.records))
+    from rich.markup import escape
+
+    from xpubench.hardware.roofline_warnings import summary_lines
+
+    for line in summary_lines(writer.measurements):  # figures above a physical roof, with why
+        out.print(f"[yellow]roofline:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if ratios:
         out.print(twin_table(ratios))
     out.print(status_counts_line(outcome.counts(), outcome.interrupted))

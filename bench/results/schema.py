@@ -30,7 +30,19 @@ a field documents it here):
 - ``process``: the worker's pid, CPU affinity, NUMA nodes and transparent-huge-pages mode;
 - ``injected_slowdown``: ``{pattern, fraction, delay_s}`` of ``--inject-slowdown`` (validation only);
 - ``run.schedule``: ``{order, seed, repeat}`` of the interleaved plan; ``run.twin_ratios``: each twin
-  pair's ratio (bf16/fp32, jax/torch) with its CI and method (docs/verdicts.md).
+  pair's ratio (bf16/fp32, jax/torch) with its CI and method (docs/verdicts.md);
+- ``flops_kind`` (matmul | vector), ``working_set_bytes``, ``bytes_element_size``: what the work is and
+  the element size its bytes were counted at; ``roofline`` gains ``flops_kind``, ``peak_source``,
+  ``theoretical_peak_flops_per_s``, ``mfu_theoretical``, ``cache_bytes``, ``cache_resident``,
+  ``above_roof`` and ``warnings`` (the likely cause of a figure above 1);
+- ``memory.host_peak_bytes`` is the case's own peak above a baseline taken before its build;
+  ``memory.host_rss_peak_bytes`` the process's whole RSS peak; energy without a meter is
+  ``unavailable`` ("not measured") unless ``--energy-estimate``;
+- ``latency_s``: ``{p50, p90, p99, calls}`` of latency cases (``params.latency``);
+- convergence suite (mode ``train_to_target``, status ``not_converged``): ``seed``, ``metric_name``,
+  ``higher_is_better``, ``target``, ``time_to_target_s``, ``steps_to_target``, ``epochs_to_target``,
+  ``best_metric``, ``best_epoch``, ``final_metric``, ``restored_metric``, ``epochs``, ``steps``,
+  ``curve`` (per epoch), ``early_stopping`` and ``budget``.
 """
 
 from __future__ import annotations
