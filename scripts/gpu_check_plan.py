@@ -26,7 +26,7 @@ CUDA_ONLY = ("tf32", "fp8")  # no CPU twin in the dry run
 # kind once, the networks in both precisions.
 JAX_CASES = {
     "fp32": ("normalization/layernorm:forward_backward", "dropout/dropout:forward_backward",
-             "optimizers/flat", "training/mnist_cnn", "training/gpt", "training/lstm_lm",
+             "optimizers/flat", "training/mnist_cnn", "training/gpt",
              "inference/mnist_cnn[[]variant=dense*"),
     "bf16": ("normalization/layernorm:forward_backward", "training/mnist_cnn", "training/gpt"),
 }
