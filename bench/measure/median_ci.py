@@ -20,6 +20,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from xpubench.measure.stats import binomial_lower_rank
+
 
 @dataclass(frozen=True)
 class MedianCI:
@@ -90,24 +92,6 @@ def integrated_autocorrelation_time(x: np.ndarray, *, indicator_of_median: bool 
     return float(min(max(total, 1.0), n))
 
 
-def _binomial_lower_rank(m: int, confidence: float) -> int:
-    """Largest k with P(Binom(m, 1/2) < k) <= alpha/2 (k = 0: no interval inside [min, max])."""
-    alpha = 1.0 - confidence
-    if m > 1000:
-        z = NormalDist().inv_cdf(1 - alpha / 2)
-        return max(0, math.floor(m / 2 - z * math.sqrt(m) / 2))
-    cdf = 0.0
-    k = 0
-    total = 2.0**m
-    for i in range(m):
-        nxt = cdf + math.comb(m, i) / total
-        if nxt > alpha / 2:
-            break
-        cdf = nxt
-        k = i + 1
-    return k
-
-
 def ar1_indicator_tau(scores: np.ndarray) -> float:
     """tau of the median indicator for an AR(1) fitted to normal scores, lag-1 bias corrected.
 
@@ -128,7 +112,6 @@ def median_ci(samples: list[float] | np.ndarray, confidence: float = 0.95) -> Me
     if n == 0:
         raise ValueError("no samples")
     ordered = np.sort(xs)
-    med = float(np.median(ordered))
     tau = 1.0
     if n >= 4:
         scores = normal_scores(xs)
@@ -136,7 +119,7 @@ def median_ci(samples: list[float] | np.ndarray, confidence: float = 0.95) -> Me
                                 ar1_indicator_tau(scores)))
     n_eff = n / tau
     m = max(1, math.floor(n_eff))
-    k = _binomial_lower_rank(m, confidence)
+    k = binomial_lower_rank(m, confidence)
     if k == 0:
         # [min, max] of m independent rounds misses the median with probability 2 / 2^m
         reached = max(0.0, 1.0 - 2.0 ** (1 - m))

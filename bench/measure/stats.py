@@ -26,6 +26,28 @@ def quantile(sorted_xs: list[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * frac
 
 
+def binomial_lower_rank(m: int, confidence: float = 0.95) -> int:
+    """Largest k with P(Binom(m, 1/2) < k) <= alpha/2: the median's CI is [x_(k), x_(m-k+1)]
+    (1-based); k = 0 when even [min, max] misses the requested confidence.
+
+    Exact for m <= 1000, the normal approximation above.
+    """
+    alpha = 1.0 - confidence
+    if m > 1000:
+        z = NormalDist().inv_cdf(1 - alpha / 2)
+        return max(0, math.floor(m / 2 - z * math.sqrt(m) / 2))
+    cdf = 0.0
+    k = 0
+    total = 2.0**m
+    for i in range(m):
+        nxt = cdf + math.comb(m, i) / total
+        if nxt > alpha / 2:
+            break
+        cdf = nxt
+        k = i + 1
+    return k
+
+
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     """0-based ranks (lo, hi) of the order statistics bounding the median's CI.
 
@@ -41,16 +63,8 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
         lo = max(0, math.floor(n / 2 - half) - 1)
         hi = min(n - 1, math.ceil(n / 2 + half))
         return lo, hi
-    # Largest k with P(Binom(n, 1/2) <= k - 1) <= alpha / 2; CI = [x_(k), x_(n-k+1)] (1-based).
-    cdf = 0.0
-    k = 0
-    total = 2.0**n
-    for i in range(n):
-        nxt = cdf + math.comb(n, i) / total
-        if nxt > alpha / 2:
-            break
-        cdf = nxt
-        k = i + 1
+    # CI = [x_(k), x_(n-k+1)] (1-based) for the binomial lower rank k
+    k = binomial_lower_rank(n, confidence)
     if k == 0:
         return 0, n - 1
     return k - 1, n - k
