@@ -344,10 +344,11 @@ def jax_optax(ctx, p: Mapping[str, Any], mode: str):
     shapes = param_sets.shapes(p)
     tx = optax_transform(p["opt"])
     draw_params = jax_draws(ctx, "param", shapes, PARAM_SCALE)
+    init = jax.jit(tx.init)  # one program, not one small compile per parameter shape
 
     def fresh() -> tuple[list, Any]:
         params = draw_params()
-        return params, jax.device_put(tx.init(params), ctx.device)
+        return params, jax.device_put(init(params), ctx.device)
 
     grads = jax_draws(ctx, "grad", shapes, GRAD_SCALE)()
     params, state = fresh()

@@ -412,7 +412,8 @@ def jax_train_step(ctx, recipe: Recipe):
     tx = recipe.optimizer()
     fp16 = ctx.precision == "fp16"
     scale0 = {"scale": jnp.float32(LOSS_SCALE_INIT), "good": jnp.int32(0)} if fp16 else {}
-    initial = jax.device_get((params, {"tx": tx.init(params), "scale": scale0}, stats))
+    # one compiled program, not one small compile per parameter shape of the eager init
+    initial = jax.device_get((params, {"tx": jax.jit(tx.init)(params), "scale": scale0}, stats))
     inputs, targets = recipe.batch()
 
     def train_step(params, opt, stats, key, inputs, targets):

@@ -39,27 +39,38 @@ class JaxContext:
         arr = self.jnp.asarray(value, dtype=dtype or self.jnp.float32)
         return self.jax.device_put(arr, self.device)
 
+    def _host_rng(self, name: str):
+        """numpy's generator seeded as the name's draw: inputs are made on the host and copied once,
+        where jax.random would compile a small program for every new shape (about 0.1 s each on CPU)."""
+        import numpy as np
+
+        return np.random.default_rng(seed_for(name, self.seed))
+
     def randn(self, name: str, shape, scale: float = 1.0, mean: float = 0.0):
         if name in self.overrides:
             return self._put(self.overrides[name])
-        with self.jax.default_device(self.device):
-            return self.jax.random.normal(self.key(name), tuple(shape), self.jnp.float32) * scale + mean
+        x = self._host_rng(name).standard_normal(tuple(shape), dtype="float32")
+        return self.jax.device_put(x * scale + mean if (scale, mean) != (1.0, 0.0) else x, self.device)
 
     def rand(self, name: str, shape, low: float = 0.0, high: float = 1.0):
         if name in self.overrides:
             return self._put(self.overrides[name])
-        with self.jax.default_device(self.device):
-            return self.jax.random.uniform(self.key(name), tuple(shape), self.jnp.float32, low, high)
+        x = self._host_rng(name).uniform(low, high, tuple(shape)).astype("float32")
+        return self.jax.device_put(x, self.device)
 
     def randint(self, name: str, shape, high: int):
         if name in self.overrides:
             return self._put(self.overrides[name], self.jnp.int32)
-        with self.jax.default_device(self.device):
-            return self.jax.random.randint(self.key(name), tuple(shape), 0, high, self.jnp.int32)
+        x = self._host_rng(name).integers(0, high, tuple(shape), dtype="int32")
+        return self.jax.device_put(x, self.device)
 
     def activation(self, name: str, shape, scale: float = 1.0, requires_grad: bool = False):
         """In the compute dtype; ``requires_grad`` means nothing here (JAX differentiates functions)."""
-        return self.randn(name, shape, scale=scale).astype(self.compute_dtype)
+        if name in self.overrides:
+            return self._put(self.overrides[name]).astype(self.compute_dtype)
+        x = self._host_rng(name).standard_normal(tuple(shape), dtype="float32")
+        x = (x * scale if scale != 1.0 else x).astype(self.compute_dtype)  # ml_dtypes casts bf16/fp16 on the host
+        return self.jax.device_put(x, self.device)
 
     def rngs(self, seed_name: str = "init"):
         from flax import nnx

@@ -15,6 +15,7 @@ from xpubench.spec.registry import DATA_PARALLEL_MODE
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend
+    from xpubench.measure.reference import SharedReference
     from xpubench.measure.step import BlockTimer, StepMeasurement
     from xpubench.measure.timing import OnRound
     from xpubench.options import RunOptions
@@ -25,12 +26,15 @@ Layout = Callable[["StepMeasurement"], dict[str, Any]]
 
 def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
                  timer: "BlockTimer | None" = None, on_round: "OnRound | None" = None,
-                 layout: Layout = record.results_fields) -> dict[str, Any]:
+                 layout: Layout = record.results_fields,
+                 shared: "SharedReference | None" = None) -> dict[str, Any]:
     """The case's record, ``skipped`` (with the reason) where this backend does not run it.
 
     ``layout`` turns the measurement into record fields: the results file's by
     default, pytest-benchmark's ``extra_info`` for the pytest items. Exceptions from
     building or running the step propagate (the caller decides what a failure is).
+    ``shared``: the run's fp32 outputs of this case, to save or to read
+    (:mod:`xpubench.measure.reference`).
     """
     rec = record.case_record(case, backend.spec)
     reason = backend.skip_reason(case)
@@ -82,7 +86,7 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
             f"--inject-slowdown {inj['pattern']}=...): for validating verdicts only")
     if case.latency and m.timing is not None:
         rec["latency_s"] = latency_block(m.timing.samples)
-    record.finish_record(rec, backend, case, step, options, timed=m.timing is not None)
+    record.finish_record(rec, backend, case, step, options, timed=m.timing is not None, shared=shared)
     return rec
 
 

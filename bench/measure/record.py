@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend, BackendSpec, Step
+    from xpubench.measure.reference import SharedReference
     from xpubench.measure.step import StepMeasurement
     from xpubench.options import RunOptions
     from xpubench.spec.registry import Case
@@ -156,12 +157,36 @@ def accuracy_vs_fp32(backend: "Backend", case: "Case", step: "Step",
 
 
 def finish_record(rec: dict[str, Any], backend: "Backend", case: "Case", step: "Step",
-                  options: "RunOptions", timed: bool) -> None:
+                  options: "RunOptions", timed: bool, shared: "SharedReference | None" = None) -> None:
     """Status after the timed rounds: ``diverged`` when the loss is no longer finite;
-    otherwise, for a timed reduced precision, the error against fp32."""
+    otherwise, for a timed reduced precision, the error against fp32 (through the run's
+    shared outputs where the run planned them: xpubench.measure.reference)."""
     if step.finite is not None and not step.finite():
         rec.update(status="diverged", reason="loss became NaN or Inf")
-    elif timed and options.accuracy and backend.spec.precision != "fp32" and step.check is not None:
-        err, detail = accuracy_vs_fp32(backend, case, step, options)
-        rec["error_vs_fp32"] = err
-        rec["error_vs_fp32_detail"] = detail
+    elif timed and options.accuracy and step.check is not None:
+        if shared is not None:
+            _share_outputs(rec, backend, step, shared)
+        if backend.spec.precision != "fp32" and "error_vs_fp32" not in rec and not (shared and shared.offers):
+            rec["error_vs_fp32"], rec["error_vs_fp32_detail"] = accuracy_vs_fp32(backend, case, step, options)
+
+
+def _share_outputs(rec: dict[str, Any], backend: "Backend", step: "Step", shared: "SharedReference") -> None:
+    from xpubench.measure.reference import REFERENCE_ERRORS, load_outputs, save_outputs
+
+    ref = load_outputs(shared.load)
+    if ref is not None:  # a reduced slot after its fp32 twin
+        rec["error_vs_fp32"], rec["error_vs_fp32_detail"] = relative_error(step.check(), ref)
+        return
+    if shared.load is not None:  # the fp32 slot left nothing: build the twin
+        return
+    out = step.check()
+    if shared.save is not None:
+        save_outputs(shared.save, out)
+    errors = {}
+    for spec, path in shared.judge.items():  # the fp32 slot, after reduced slots that offered their outputs
+        theirs = load_outputs(path)
+        if theirs is not None:
+            err, detail = relative_error(theirs, out)
+            errors[spec] = {"error_vs_fp32": err, "error_vs_fp32_detail": detail}
+    if errors:
+        rec[REFERENCE_ERRORS] = errors

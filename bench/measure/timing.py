@@ -48,8 +48,9 @@ class TimingConfig:
 
     @classmethod
     def smoke(cls) -> "TimingConfig":
-        return cls(time_budget_s=0.2, min_rounds=5, warmup_min_s=0.01, warmup_max_s=0.2,
-                   min_round_s=0.002, per_call_samples=100)
+        # smoke checks that every case runs end to end: its figures are not for comparing
+        return cls(time_budget_s=0.1, min_rounds=5, warmup_min_s=0.01, warmup_max_s=0.1,
+                   min_round_s=0.002, per_call_samples=50)
 
 
 @dataclass

@@ -39,6 +39,9 @@ a field documents it here):
   ``memory.host_rss_peak_bytes`` the process's whole RSS peak; energy without a meter is
   ``unavailable`` ("not measured") unless ``--energy-estimate``;
 - ``latency_s``: ``{p50, p90, p99, calls}`` of latency cases (``params.latency``);
+- ``case_wall_s``: the case's whole cost in its worker (build, compile, warm-up, rounds, fp32 check);
+  ``error_vs_fp32`` of a reduced precision comes from the run's fp32 slot of the same case where the
+  run had one (``xpubench.measure.reference``), else from an fp32 twin built in the same worker;
 - convergence suite (mode ``train_to_target``, status ``not_converged``): ``seed``, ``metric_name``,
   ``higher_is_better``, ``target``, ``time_to_target_s``, ``steps_to_target``, ``epochs_to_target``,
   ``best_metric``, ``best_epoch``, ``final_metric``, ``restored_metric``, ``epochs``, ``steps``,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from xpubench.backends.base import BackendSpec, make_backend
 from xpubench.measure.record import case_record
+from xpubench.measure.reference import AwaitingFp32, SharedReference, plan_references
 from xpubench.options import RunOptions
 from xpubench.results.writer import RunWriter
 from xpubench.run.merge import merge_passes
@@ -150,6 +152,7 @@ class Runner:
         self.backend_info: dict[str, Any] = {}
         self.seed = opts.seed if opts.seed is not None else new_seed()
         self.order: list[list[str]] = []  # per pass, the slots as "case|backend" (the seed reproduces it)
+        self._references: tempfile.TemporaryDirectory | None = None
 
     @property
     def schedule(self) -> dict[str, Any]:
@@ -184,6 +187,8 @@ class Runner:
             self.outcome.interrupted = True
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self._references is not None:
+                self._references.cleanup()
             if self.opts.repeat > 1:
                 self._merge()
         return self.outcome
@@ -193,8 +198,13 @@ class Runner:
         if self.writer is not None:
             self.writer.replace_measurements(self.outcome.records)
 
-    def _start(self, spec: BackendSpec, pass_index: int = 0) -> tuple[WorkerProcess | None, str]:
-        w = WorkerProcess(spec, replace(self.opts, pass_index=pass_index))
+    def _spawn(self, spec: BackendSpec, pass_index: int) -> WorkerProcess:
+        return WorkerProcess(spec, replace(self.opts, pass_index=pass_index))
+
+    def _start(self, spec: BackendSpec, pass_index: int = 0,
+               started: WorkerProcess | None = None) -> tuple[WorkerProcess | None, str]:
+        """A worker ready for cases (``started``: one spawned earlier), or None and why not."""
+        w = started or self._spawn(spec, pass_index)
         try:
             ok, reason = w.handshake(self.setup_timeout_s)
         except BaseException:
@@ -211,21 +221,34 @@ class Runner:
         workers: dict[str, WorkerProcess] = {}
         fresh: dict[str, bool] = {}
         self.order.append([f"{slot.case.full_name}|{slot.spec}" for slot in slots])
+        shared = plan_references(slots, self._reference_folder()) if self.opts.accuracy else {}
+        awaiting = AwaitingFp32(slots, shared)
+
+        def deliver(index: int, rec: dict) -> None:
+            for r in awaiting.take(index, rec):
+                self._record(r)
+
+        # The pass's workers start together, before anything is timed: their imports
+        # share the cores with each other instead of running one after another.
+        spawned: dict[str, WorkerProcess] = {}
         try:
             for slot in slots:
+                if str(slot.spec) not in spawned:
+                    spawned[str(slot.spec)] = self._spawn(slot.spec, slot.pass_index)
+            for index, slot in enumerate(slots):
                 key = str(slot.spec)
                 worker = workers.get(key)
                 if worker is None:
-                    worker, reason = self._start(slot.spec, slot.pass_index)
+                    worker, reason = self._start(slot.spec, slot.pass_index, spawned.pop(key, None))
                     if worker is None:
                         rec = case_record(slot.case, slot.spec)
                         rec.update(status="skipped", reason=f"backend not usable: {reason}")
                         rec["pass"] = slot.pass_index
-                        self._record(rec)
+                        deliver(index, rec)
                         continue
                     workers[key] = worker
                 self.display.case_started(slot.case, slot.spec)
-                rec, alive = self._run_case(worker, slot.case)
+                rec, alive = self._run_case(worker, slot.case, shared.get(index))
                 rec["pass"] = slot.pass_index
                 if key not in fresh:
                     fresh[key] = make_backend(slot.spec).fresh_worker_per_case
@@ -233,17 +256,28 @@ class Runner:
                     rec.setdefault("memory", {})["fresh_worker"] = True
                     worker.stop()
                     alive = False
-                self._record(rec)
+                deliver(index, rec)
                 if not alive:
                     del workers[key]
         finally:
             for worker in workers.values():
                 worker.stop()
+            for worker in spawned.values():  # interrupted before their first case
+                worker.kill()
+            for rec in awaiting.release():
+                self._record(rec)
 
-    def _run_case(self, worker: WorkerProcess, case: specmod.Case) -> tuple[dict, bool]:
+    def _reference_folder(self) -> str:
+        """A folder for this run's shared fp32 outputs, removed when the run ends."""
+        if self._references is None:
+            self._references = tempfile.TemporaryDirectory(prefix="xpubench-fp32-")
+        return self._references.name
+
+    def _run_case(self, worker: WorkerProcess, case: specmod.Case,
+                  shared: SharedReference | None = None) -> tuple[dict, bool]:
         """Send one case; wait for its record. Returns (record, worker still usable)."""
         try:
-            worker.conn.send(("case", list(case.key), dict(case.params)))
+            worker.conn.send(("case", list(case.key), dict(case.params), shared and shared.to_message()))
         except (BrokenPipeError, OSError):
             worker.proc.join(5)
             return death_record(case, worker.spec, worker.proc.exitcode), False

@@ -7,6 +7,7 @@ recorded with its status and the worker goes on.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 
 from xpubench.measure.case import measure_case, set_up
 from xpubench.measure.record import error_record, one_line
+from xpubench.measure.reference import SharedReference
 from xpubench.options import RunOptions
 from xpubench.run.host_facts import process_facts
 from xpubench.spec import registry as specmod
@@ -43,7 +45,8 @@ def _apply_limits(opts: RunOptions) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _measure_one(conn, backend, case: specmod.Case, opts: RunOptions) -> dict[str, Any]:
+def _measure_one(conn, backend, case: specmod.Case, opts: RunOptions,
+                 shared: SharedReference | None = None) -> dict[str, Any]:
     last = [0.0]
 
     def on_round(rounds: int, sample: float) -> None:
@@ -52,12 +55,13 @@ def _measure_one(conn, backend, case: specmod.Case, opts: RunOptions) -> dict[st
             last[0] = now
             conn.send(("round", rounds, sample))
 
+    started = time.perf_counter()
     try:
         # Framework warnings (e.g. "cannot dispatch to fused implementation") say
         # something about the measurement: keep them in the record, not on stderr.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rec = measure_case(backend, case, opts, on_round=on_round)
+            rec = measure_case(backend, case, opts, on_round=on_round, shared=shared)
         seen = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:300]}" for w in caught})
         if seen:
             rec.setdefault("warnings", []).extend(seen)
@@ -68,6 +72,8 @@ def _measure_one(conn, backend, case: specmod.Case, opts: RunOptions) -> dict[st
             backend.release()
         except Exception:
             pass
+    # what the case cost in all (build, compile, warm-up, rounds, the fp32 check): where a run's time goes
+    rec["case_wall_s"] = time.perf_counter() - started
     return rec
 
 
@@ -84,14 +90,18 @@ def worker_main(conn, spec_text: str, opts_dict: dict) -> None:
         conn.send(("setup_failed", one_line(exc)))
         return
     _apply_limits(opts)
+    # The framework's own objects live as long as the worker: keep them out of the
+    # full collection each case's memory baseline runs (0.09 s -> 0.02 s per case with JAX).
+    gc.freeze()
     facts = process_facts()  # what can make this process differ from the next one
     conn.send(("ready", info))
     while True:
         msg = conn.recv()
         if msg[0] == "stop":
             return
-        _, key, params = msg
-        rec = _measure_one(conn, backend, specmod.find(tuple(key), params), opts)
+        _, key, params, shared = msg
+        rec = _measure_one(conn, backend, specmod.find(tuple(key), params), opts,
+                           SharedReference.from_message(shared))
         rec["worker_pid"] = os.getpid()
         rec["threads"] = info.get("threads")
         rec["process"] = facts

@@ -156,7 +156,10 @@ def jax_params(ctx, make: Callable[[Any], Any], pure: Mapping, dtype):
 
 
 def jax_fp32_logits(ctx, make: Callable[[Any], Any], pure: Mapping, *inputs):
-    """This model at fp32 on the device: the JAX fp32 reference (float64 numpy)."""
+    """This model at fp32 on the device: the JAX fp32 reference (float64 numpy); None when the
+    context is fp32 (the step is its own reference: no second compile)."""
+    if ctx.precision == "fp32":
+        return None
     import jax
     import jax.numpy as jnp
     from flax import nnx

@@ -122,7 +122,8 @@ def jax_inference(ctx, p: Mapping[str, Any], mode: str):
     def check():
         return {"logits": ctx.numpy(run())}
 
-    notes = _notes(p, ctx.seed, check()["logits"], ref)
+    logits = check()["logits"]
+    notes = _notes(p, ctx.seed, logits, logits if ref is None else ref)
     notes["weights"] = WEIGHTS_NOTE + "; copied into flax"
     return Step(run=run, check=check, notes=notes)
 

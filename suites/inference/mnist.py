@@ -215,7 +215,8 @@ def jax_inference(ctx, p: Mapping[str, Any], mode: str):
     def check():
         return {"logits": ctx.numpy(run())}
 
-    notes = _common_notes(p, ctx.seed, check()["logits"], ref)
+    logits = check()["logits"]
+    notes = _common_notes(p, ctx.seed, logits, logits if ref is None else ref)
     notes["weights"] = WEIGHTS_NOTE + "; copied into flax"
     if ctx.precision == "int8":
         notes["quantization"] = JAX_INT8_NOTE
