@@ -101,7 +101,7 @@ class RunOptions:
         metavar="SIZE"))
     # how it is measured
     time_budget_s: float | None = option(None, Flag(
-        ("--time-budget",), "seconds of timed rounds per case (default: 0.1 for smoke, 1 otherwise; "
+        ("--time-budget",), "seconds of timed rounds per case (default: 0.1 for smoke, 0.75 otherwise; "
         "energy meters may need longer)", type=float, metavar="S"))
     target_rel_ci: float = option(0.01, Flag(
         ("--target-ci",), "stop when the median's 95%% CI is within +/- this (default 1%%)",

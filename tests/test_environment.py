@@ -168,3 +168,12 @@ def test_cpuinfo_parser_counts_physical_cores():
 ])
 def test_cpu_model_slug(model, slug):
     assert environment._slug(model, drop=environment._CPU_NOISE, limit=28) == slug
+
+
+def test_this_checkout_reports_its_commit():
+    """Run files name the commit they were measured at (compare --confirm re-measures only the same build)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert environment.git_info()["commit"] == head

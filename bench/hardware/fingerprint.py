@@ -224,7 +224,8 @@ def git_info(repo_dir: Path | None = None) -> dict | None:
     project's tree must not report that project's commit).
     """
     default = repo_dir is None
-    where = Path(__file__).resolve().parent.parent if default else Path(repo_dir)
+    # the package is the repository's bench/ folder (pyproject's package-dir): its parent is the checkout
+    where = Path(__file__).resolve().parents[2] if default else Path(repo_dir)
     if not where.is_dir():
         return None
     top = _git(where, "rev-parse", "--show-toplevel")

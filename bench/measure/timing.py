@@ -34,7 +34,9 @@ class TimingConfig:
     target_rel_ci: float = 0.01  # stop when the median's 95% CI is within +/-1%
     min_rounds: int = 10
     max_rounds: int = 5000
-    time_budget_s: float = 1.0  # timed rounds, per case (the energy window needs ~1 s anyway)
+    # timed rounds per case: past this, a rerun in a fresh process differs by more than
+    # more rounds narrow the CI (docs/verdicts.md); a real energy meter asks for its own window
+    time_budget_s: float = 0.75
     warmup_min_s: float = 0.05
     warmup_max_s: float = 0.5
     settle_tolerance: float = 0.05  # warm-up blocks within 5% of each other = settled
