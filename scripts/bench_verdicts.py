@@ -10,8 +10,9 @@ compare``'s default settings (plus ``--confirm K`` when asked):
 - A/B: the layernorm cases flagged as regressions at 10% and 20%, and the lines
   that say "cannot resolve < N% here" instead;
 
-and prints the wall time of each run, the load average around it, and (``--cost``)
-the cost of ``--repeat 3`` and of ``--confirm``. The run files stay under ``--out``
+and prints the wall time of each run, the load average around it, and what each
+confirmation cost (compare confirms by default where NEW was measured here with
+this checkout's code: run the pairs and judge them at one commit). The run files stay under ``--out``
 (one folder per run, named by pair and side): a second call measures only what is
 missing, and ``--rejudge`` measures nothing, so a quiet machine can re-measure and
 any machine can re-judge. ``--export DIR`` copies the A runs, stripped to what
@@ -70,11 +71,19 @@ def measure(folder: Path, extra: tuple[str, ...], args) -> dict:
     return {"folder": str(folder), "wall_s": wall, "load_before": load0, "load_after": os.getloadavg()[0]}
 
 
-def judge(base: Path, new: Path, confirm: int) -> list:
+NOTES: list[str] = []  # the confirmations' notes (processes, seconds)
+
+
+def judge(base: Path, new: Path, confirm: int | None) -> list:
+    """compare's verdicts; ``confirm`` None = compare's default (it confirms where NEW can be re-measured)."""
     from xpubench.cli.compare import parse, verdicts
 
-    argv = [str(base), str(new)] + (["--confirm", str(confirm)] if confirm else [])
-    comparisons, _ = verdicts(parse(argv))
+    flags = [] if confirm is None else ["--confirm", str(confirm)] if confirm else ["--no-confirm"]
+    t0 = time.monotonic()
+    comparisons, note = verdicts(parse([str(base), str(new), *flags]))
+    if note:
+        NOTES.append(f"{base.parent.name} {base.name} vs {new.name}: {note} (compare took {time.monotonic() - t0:.0f} s)")
+        print(f"  {NOTES[-1]}", flush=True)
     return comparisons
 
 
@@ -82,7 +91,7 @@ def is_layernorm(c) -> bool:
     return c.suite == "normalization" and c.case.startswith("layernorm")
 
 
-def summarize(out: Path, pairs: int, confirm: int) -> dict:
+def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
     from xpubench.regress.compare import IMPROVEMENT, REGRESSION
 
     aa_total = aa_alarms = 0
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--size", default="default")
     ap.add_argument("--repeat", type=int, default=1, help="--repeat K of every run (default 1)")
-    ap.add_argument("--confirm", type=int, default=0, help="judge with compare --confirm K (default: no)")
+    ap.add_argument("--confirm", type=int, default=None,
+                    help="judge with compare --confirm K (0: --no-confirm; default: compare's default)")
     ap.add_argument("--sides", default="a,a2,b10,b20", help="which runs of each pair to measure")
     ap.add_argument("--rejudge", action="store_true", help="measure nothing; judge the files under --out")
     ap.add_argument("--export", type=Path, help="copy the A runs, stripped, here (tests/data/reruns)")
@@ -166,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_path.write_text(json.dumps(log, indent=1))
     summary = summarize(args.out, args.pairs, args.confirm)
     summary["runs"] = log
+    summary["confirmations"] = NOTES
     walls = [e["wall_s"] for e in log]
     loads = [e["load_before"] for e in log] + [e["load_after"] for e in log]
     print(f"A/A: {summary['aa_false_alarms']} false alarm(s) in {summary['aa_comparisons']} case comparisons")

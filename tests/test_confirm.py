@@ -33,12 +33,15 @@ class FakeMachine:
     def __init__(self, true_s: dict[str, float], spread: float = 0.01):
         self.true_s, self.spread, self.calls, self.k = true_s, spread, [], 0
 
-    def __call__(self, record, backend, options):
+    def __call__(self, items, options):
         side = "slow" if options.get("inject_slowdown") else "fast"
         self.calls.append(side)
-        self.k += 1
-        m = self.true_s[side] * math.exp(self.spread * ((self.k * 7) % 5 - 2) / 2)
-        return {**rec(m, record["case"]), "worker_pid": 1000 + self.k}
+        out = []
+        for record, backend in items:
+            self.k += 1
+            m = self.true_s[side] * math.exp(self.spread * ((self.k * 7) % 5 - 2) / 2)
+            out.append({**rec(m, record["case"]), "worker_pid": 1000 + self.k})
+        return out
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ def test_a_within_process_false_alarm_is_not_confirmed(same_build):
     assert c.verdict in (C.UNCHANGED, C.UNRESOLVED) and c.method == "confirmed" and not c.is_regression
     assert "confirmed by 3+3 interleaved fresh processes" in c.note
     assert sorted(fake.calls) == ["fast"] * 6 and info.processes == 6 and info.suspects == 1
-    assert "6 fresh processes" in info.note() and "per suspect" in info.note()
+    assert "6 fresh worker processes" in info.note() and "per suspect" in info.note()
 
 
 def test_an_injected_slowdown_is_confirmed_and_the_order_alternates(same_build):
@@ -94,7 +97,8 @@ def test_cli_takes_confirm_and_seed():
     CLI.add_arguments(p)
     assert p.parse_args(["a", "b", "--confirm"]).confirm == 3
     assert p.parse_args(["a", "b", "--confirm", "5", "--seed", "9"]).confirm == 5
-    assert p.parse_args(["a", "b"]).confirm is None
+    assert p.parse_args(["a", "b"]).confirm is None  # auto: on where NEW can be measured again here
+    assert p.parse_args(["a", "b", "--no-confirm"]).confirm == 0
 
 
 def test_a_real_fresh_process_measures_the_record_with_its_sides_options(monkeypatch):
@@ -102,10 +106,40 @@ def test_a_real_fresh_process_measures_the_record_with_its_sides_options(monkeyp
     from xpubench.spec import registry as specmod
 
     use_suite_module(monkeypatch)
-    (case,) = [c for c in specmod.select(["verdicts"], ["spin_a"], "smoke")]
-    record = {"suite": case.suite, "name": case.name, "case": case.case_id, "params": dict(case.params),
-              "size": "smoke", "mode": case.mode}
-    got = CF.measure_in_fresh_process(record, "torch:cpu:fp32", {
+    cases = specmod.select(["verdicts"], None, "smoke")
+    records = [{"suite": c.suite, "name": c.name, "case": c.case_id, "params": dict(c.params),
+                "size": "smoke", "mode": c.mode} for c in cases]
+    got = CF.measure_in_fresh_processes([(r, "torch:cpu:fp32") for r in records], {
         "size": "smoke", "time_budget_s": 0.05, "telemetry": False, "inject_slowdown": ["verdicts/spin_a=50%"]})
-    assert got["status"] == "ok" and got["injected_slowdown"]["fraction"] == 0.5
-    assert got["time_s"]["median"] > 200e-6 * 1.3  # 200 us spin + 50% busy-wait
+    assert [g["case"] for g in got] == [r["case"] for r in records] and all(g["status"] == "ok" for g in got)
+    assert len({g["worker_pid"] for g in got}) == 1  # one fresh worker measures the backend's suspects
+    (spin_a,) = [g for g in got if g["name"] == "spin_a"]
+    assert spin_a["injected_slowdown"]["fraction"] == 0.5
+    assert spin_a["time_s"]["median"] > 200e-6 * 1.3  # 200 us spin + 50% busy-wait
+
+
+def test_compare_confirms_by_default_only_what_can_be_measured_again_here(monkeypatch):
+    from xpubench.cli import compare as CLI
+
+    new = [run([rec(1.0)], 2)]
+    monkeypatch.setattr(CF, "measured_here", lambda r: True)
+    monkeypatch.setattr(CF, "same_build", lambda r: True)
+    assert CLI.auto_confirm(new) == CF.DEFAULT_PROCESSES
+    monkeypatch.setattr(CF, "same_build", lambda r: False)  # another commit: its code is not here
+    assert CLI.auto_confirm(new) == 0
+    monkeypatch.setattr(CF, "same_build", lambda r: True)
+    monkeypatch.setattr(CF, "measured_here", lambda r: False)  # a file from another machine
+    assert CLI.auto_confirm(new) == 0
+
+
+def test_measured_here_reads_the_host_and_cpu():
+    import socket
+
+    from xpubench.hardware.cpu import cpu_info
+
+    cpu = cpu_info()
+    here = {"hostname": socket.gethostname(), "cpu": {"model": cpu.get("model"),
+                                                        "logical_cores": cpu.get("logical_cores")}}
+    assert CF.measured_here(Run.of({"run": {}, "machine": here, "measurements": []}))
+    assert not CF.measured_here(Run.of({"run": {}, "machine": {**here, "hostname": "elsewhere"},
+                                        "measurements": []}))

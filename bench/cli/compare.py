@@ -43,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm", type=int, nargs="?", const=3, default=None, metavar="K",
                         help="re-measure each suspected change in K fresh processes per side (default 3), BASE and "
                              "NEW alternating with each side's recorded options, then decide on process medians "
-                             "(costs a worker start plus the case's budget per process: the note says how long)")
+                             "(a worker start per backend and side and pass, plus each suspect's budget: the note "
+                             "says how long). Default: on, K=3, when NEW was measured on this host with this "
+                             "checkout's code (it can be measured again here); off otherwise")
+    parser.add_argument("--no-confirm", dest="confirm", action="store_const", const=0,
+                        help="judge the files as they are, even where a confirmation could run")
     parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
     parser.add_argument("--base-is-this-build", action="store_true", default=None,
                         help="with --confirm: BASE was measured with this checkout's code (e.g. before a "
@@ -57,6 +61,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="xpubench compare")
     add_arguments(parser)
     return parser.parse_args(argv)
+
+
+def auto_confirm(new_runs: list) -> int:
+    """compare's default K: a confirmation where NEW can be measured again here (this host, this
+    checkout's code), as ``asv continuous`` measures both sides; none for files from elsewhere."""
+    from xpubench.regress.compare import newest_runs
+    from xpubench.regress.confirm import DEFAULT_PROCESSES, measured_here, same_build
+
+    latest = list(newest_runs(new_runs).values())
+    return DEFAULT_PROCESSES if latest and all(measured_here(r) and same_build(r) for r in latest) else 0
 
 
 def verdicts(args: argparse.Namespace) -> tuple[list, str]:
@@ -82,9 +96,11 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
                                alpha=alpha, rule=rule, noise=noise,
                                one_process_supported=getattr(args, "trust_rounds", False))
     confirm_k = getattr(args, "confirm", None)
-    if not confirm_k:
+    if confirm_k is None:
+        confirm_k = auto_confirm([Run.of(r) for r in new])
+    if confirm_k == 0:
         return comparisons, ""
-    if confirm_k < 1:
+    if confirm_k < 0:
         raise UserError("--confirm K needs K >= 1")
     from xpubench.regress.confirm import confirm
 

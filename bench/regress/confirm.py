@@ -8,9 +8,10 @@ budgets, injection); then the process-level test decides (xpubench.regress.level
 Re-measuring BASE needs BASE's code: when BASE was measured at another commit (or
 xpubench version) than this checkout, BASE keeps its recorded figures and only NEW
 is re-measured (the single BASE process is then tested against NEW's K processes'
-spread). Cost: 2K fresh processes per suspect (K when only NEW is re-measured),
-each a worker start (framework import, seconds) plus warm-up and the timed budget;
-the note under the table gives the seconds spent.
+spread). Cost: per pass and side, one fresh worker per backend (a framework import,
+seconds) that measures all of that backend's suspects (each its build, warm-up and
+time budget); 2K workers per backend (K when only NEW is re-measured). The note
+under the table gives the seconds spent.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from xpubench.results.view import Measurement
 SUSPECT_VERDICTS = (C.REGRESSION, C.IMPROVEMENT, C.UNSUPPORTED)
 DEFAULT_PROCESSES = 3
 
-Measure = Callable[[dict[str, Any], str, dict[str, Any]], dict[str, Any]]  # (record, backend, options) -> record
+# (suspects as (record, backend) pairs, one side's run options) -> their records, in order
+Measure = Callable[[list[tuple[dict[str, Any], str]], dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Confirmation:
         if not self.suspects:
             return "confirmation: no suspected change to re-measure"
         side = "BASE and NEW alternating" if self.base_remeasured else "NEW only (BASE is another build)"
-        return (f"confirmation: {self.suspects} suspect(s) re-measured in {self.processes} fresh processes "
+        return (f"confirmation: {self.suspects} suspect(s) re-measured in {self.processes} fresh worker processes "
                 f"({side}, seed {self.seed}) in {self.seconds:.0f} s, "
                 f"about {self.seconds / self.suspects:.0f} s per suspect")
 
@@ -60,18 +62,37 @@ def same_build(run: Run) -> bool:
     return bool(here.get("commit")) and run.commit == here.get("commit")
 
 
-def measure_in_fresh_process(record: dict[str, Any], backend: str, options: dict[str, Any]) -> dict[str, Any]:
-    """One case x backend measured by a fresh worker process, with the given run options."""
+def measured_here(run: Run) -> bool:
+    """Whether ``run`` was measured on this host (its hostname and CPU), whatever machine id it was given."""
+    import socket
+
+    from xpubench.hardware.cpu import cpu_info
+
+    machine = run.machine or {}
+    cpu = machine.get("cpu") or {}
+    return (machine.get("hostname") == socket.gethostname()
+            and cpu.get("model") == cpu_info().get("model")
+            and cpu.get("logical_cores") == cpu_info().get("logical_cores"))
+
+
+def measure_in_fresh_processes(items: list[tuple[dict[str, Any], str]], options: dict[str, Any]) -> list[dict]:
+    """Each (record, backend) measured again with ``options``: one fresh worker per backend
+    measures all of that backend's cases, in order."""
     from xpubench.backends.base import BackendSpec
     from xpubench.options import RunOptions
     from xpubench.run.supervisor import Runner
     from xpubench.spec import registry as specmod
 
-    opts = RunOptions.from_dict({**options, "repeat": 1, "backends": [backend]})
-    case = specmod.find((record["suite"], record["name"], record["mode"], record.get("size") or opts.size),
-                        record.get("params"))
-    (rec,) = Runner([BackendSpec.parse(backend)], [case], None, opts).run().records
-    return rec
+    out: dict[int, dict] = {}
+    for backend in dict.fromkeys(b for _, b in items):
+        opts = RunOptions.from_dict({**options, "repeat": 1, "backends": [backend]})
+        mine = [(i, rec) for i, (rec, b) in enumerate(items) if b == backend]
+        cases = [specmod.find((rec["suite"], rec["name"], rec["mode"], rec.get("size") or opts.size), rec.get("params"))
+                 for _, rec in mine]
+        got = {r["case"]: r for r in Runner([BackendSpec.parse(backend)], cases, None, opts).run().records}
+        for (i, rec), case in zip(mine, cases):
+            out[i] = got.get(case.case_id) or {**rec, "status": "error", "reason": "not measured by the confirmation"}
+    return [out[i] for i in range(len(items))]
 
 
 def _side_options(run: Run) -> dict[str, Any]:
@@ -84,10 +105,12 @@ def _side_options(run: Run) -> dict[str, Any]:
 def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: list[Run], *,
             processes: int = DEFAULT_PROCESSES, threshold: float = C.DEFAULT_THRESHOLD,
             alpha: float = C.DEFAULT_ALPHA, rule: str = C.DEFAULT_RULE, seed: int | None = None,
-            base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_process,
+            base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_processes,
             clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
     """The comparisons with each suspect's verdict replaced by the confirmation's (process level).
 
+    K passes; in each, BASE's suspects and NEW's suspects are measured in fresh workers
+    (one per backend and side), the two sides in an order shuffled per pass.
     ``base_is_this_build``: None = BASE is re-measured when its recorded commit is this
     checkout's; True/False = the caller knows (``compare --confirm --base-is-this-build``).
     """
@@ -99,32 +122,42 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
     base_m, new_m = C.latest_measurements(base_runs), C.latest_measurements(new_runs)
     info = Confirmation(seed=seed)
     start = clock()
+    suspects = [c for c in comparisons
+                if c.verdict in SUSPECT_VERDICTS and c.machine_id in base_latest and c.machine_id in new_latest]
+    info.suspects = len(suspects)
+    # per machine: does BASE's code live here (else only NEW is re-measured)
+    both = {mid: same_build(base_latest[mid]) if base_is_this_build is None else base_is_this_build
+            for mid in {c.machine_id for c in suspects}}
+    info.base_remeasured = all(both.values())
+    got: dict[tuple[str, Any], list[dict]] = {}
+    rng = random.Random(seed)
+    for k in range(processes if suspects else 0):
+        sides = ["base", "new"]
+        rng.shuffle(sides)
+        for side in sides:
+            mine = [c for c in suspects if side == "new" or both[c.machine_id]]
+            # one measuring call per machine's run options (a side's options are one run's)
+            for mid in dict.fromkeys(c.machine_id for c in mine):
+                group = [c for c in mine if c.machine_id == mid]
+                run, figures = (base_latest[mid], base_m) if side == "base" else (new_latest[mid], new_m)
+                records = measure([(dict(figures[c.key].raw), c.backend) for c in group], _side_options(run))
+                info.processes += len({c.backend for c in group})
+                for c, rec in zip(group, records):
+                    rec["pass"] = k
+                    got.setdefault((side, c.key), []).append(rec)
     out = []
+    chosen = {id(c) for c in suspects}
     for c in comparisons:
-        if c.verdict not in SUSPECT_VERDICTS or c.machine_id not in base_latest or c.machine_id not in new_latest:
+        if id(c) not in chosen:
             out.append(c)
             continue
-        info.suspects += 1
-        brun, nrun = base_latest[c.machine_id], new_latest[c.machine_id]
-        both = same_build(brun) if base_is_this_build is None else base_is_this_build
-        info.base_remeasured = info.base_remeasured and both
-        sides = {"base": (base_m[c.key], _side_options(brun)), "new": (new_m[c.key], _side_options(nrun))}
-        got: dict[str, list[dict]] = {"base": [], "new": []}
-        rng = random.Random(f"{seed}:{c.key}")
-        for k in range(processes):
-            order = ["base", "new"] if both else ["new"]
-            rng.shuffle(order)
-            for side in order:
-                m, opts = sides[side]
-                rec = measure(dict(m.raw), c.backend, opts)
-                rec["pass"] = k
-                got[side].append(rec)
-                info.processes += 1
-        new_rec = merge_processes(got["new"])
-        base_rec = merge_processes(got["base"]) if both else dict(base_m[c.key].raw)
+        new_rec = merge_processes(got[("new", c.key)])
+        again = both[c.machine_id]
+        base_rec = merge_processes(got[("base", c.key)]) if again else dict(base_m[c.key].raw)
         d = C.judge(base_rec, new_rec, threshold=c.threshold, alpha=alpha, rule=rule)
-        how = f"{processes}+{processes}" if both else f"0+{processes}"
-        note = f"confirmed by {how} interleaved fresh processes (was {c.verdict} {C.fmt_change(c.ratio) if c.ratio else ''})"
+        how = f"{processes}+{processes}" if again else f"0+{processes}"
+        was = f"was {c.verdict} {C.fmt_change(c.ratio) if c.ratio else ''}".rstrip()
+        note = f"confirmed by {how} interleaved fresh processes ({was})"
         out.append(replace(c, verdict=d.verdict, ratio=d.ratio, ratio_ci=d.ratio_ci, p_value=d.p_value,
                            method="confirmed", note=f"{note}; {d.note}" if d.note else note,
                            base_median=Measurement.of(base_rec).median, new_median=Measurement.of(new_rec).median))
