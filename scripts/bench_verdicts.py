@@ -98,9 +98,9 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
     alarms, detection = [], {"10%": [], "20%": []}
     for i in range(pairs):
         p = out / f"pair{i}"
-        if not (finished(p / "a") and finished(p / "a2")):
+        if not finished(p / "a"):
             continue
-        for c in judge(p / "a", p / "a2", confirm):
+        for c in judge(p / "a", p / "a2", confirm) if finished(p / "a2") else []:
             if c.ratio is None:
                 continue
             aa_total += 1

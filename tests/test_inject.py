@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from xpubench.measure.inject import delay_for, injection_for, parse_injection, slowed
+from xpubench.measure.inject import OwnTime, injection_for, parse_injection, slowed
 
 
 def test_parse_and_match():
@@ -24,15 +24,38 @@ def test_malformed_injections_say_what_is_accepted(bad):
         parse_injection(bad)
 
 
-def test_the_wrapped_step_spends_the_delay_after_each_call():
-    calls = []
-    run = slowed(lambda: calls.append(1) or 7, 0.002)
-    t0 = time.perf_counter()
-    assert run() == 7
-    assert time.perf_counter() - t0 >= 0.002
-    assert calls == [1]
+class FakeClock:
+    """A clock the step advances by its own duration and the spin by one tick per read."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 1e-6
+        return self.t
 
 
-def test_the_delay_is_the_fraction_of_the_median_call():
-    times = iter([9.0, 1.0, 1.2, 0.8, 5.0, 1.1])  # first call (compile) is left out
-    assert delay_for(lambda n: next(times), 0.2) == pytest.approx(0.2 * 1.1)
+def test_the_spin_is_the_fraction_of_the_median_of_the_steps_recent_own_times():
+    clock = FakeClock()
+    durations = iter([0.009, 0.001, 0.0012, 0.0008, 0.005, 0.0011])  # a cold first call, a hiccup
+    own = OwnTime(window=31)
+
+    def step():
+        clock.t += next(durations)
+        return 7
+
+    run = slowed(step, 0.2, own=own, clock=clock)
+    assert [run() for _ in range(6)] == [7] * 6
+    assert own.median == pytest.approx(0.0012, abs=1e-5)  # the median of the six own times
+    assert own.delays[-1] == pytest.approx(0.2 * own.median, rel=1e-3)
+    assert own.delays[0] == pytest.approx(0.2 * 0.009, rel=1e-2)  # the first call alone: its own time
+
+
+def test_the_delay_starts_once_the_calls_work_is_done():
+    """An asynchronous step (JAX dispatches even on the CPU) is waited on before the spin,
+    so the spin does not hide beside the running work."""
+    events = []
+    run = slowed(lambda: events.append("dispatch") or "out", 0.0, wait=lambda out: events.append(f"wait {out}"))
+    run()
+    assert events == ["dispatch", "wait out"]
+

@@ -65,10 +65,9 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         record.note_step(rec, step)
         if options.inject_slowdown:  # validation only (calibrate, the verdict benchmark): said in the record
             from xpubench.measure.inject import inject_into, parse_injection
-            from xpubench.measure.step import BackendTimer
 
-            block = (timer or BackendTimer(backend)).time_block
-            step, injected = inject_into(step, [parse_injection(t) for t in options.inject_slowdown], case, block)
+            step, injected = inject_into(step, [parse_injection(t) for t in options.inject_slowdown], case,
+                                         wait=backend.sync)
             if injected:
                 rec["injected_slowdown"] = injected
         # latency cases: every call timed on its own, until a number of calls
@@ -80,10 +79,13 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
             host.close()
     rec.update(layout(m))
     if rec.get("injected_slowdown"):
-        inj = rec["injected_slowdown"]
+        from xpubench.measure.inject import finish_note
+
+        inj = finish_note(rec["injected_slowdown"])
+        spun = f", median {inj['delay_s'] * 1e6:.1f} us" if inj["delay_s"] is not None else ""
         rec.setdefault("warnings", []).append(
-            f"injected slowdown: {inj['fraction']:.0%} busy-wait per call ({inj['delay_s'] * 1e6:.1f} us, "
-            f"--inject-slowdown {inj['pattern']}=...): for validating verdicts only")
+            f"injected slowdown: {inj['fraction']:.0%} of the step's own time busy-waited per call{spun} "
+            f"(--inject-slowdown {inj['pattern']}=...): for validating verdicts only")
     if case.latency and m.timing is not None:
         rec["latency_s"] = latency_block(m.timing.samples)
     record.finish_record(rec, backend, case, step, options, timed=m.timing is not None, shared=shared)

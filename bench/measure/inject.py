@@ -2,10 +2,13 @@
 
 ``calibrate`` and the verdict benchmark need a build that is known to be slower by a
 known amount. Each call of a matching case's step is followed, inside the timed
-region, by a busy-wait of PCT of the step's own time (estimated before the timed
-rounds, from time_block over a few calls). The record says that it was injected.
-On an asynchronous device the busy-wait runs on the host while the device works:
-it shows fully only where the host waits for the device each call (CPU backends).
+region, by a busy-wait of PCT of the step's own time: the median of its last calls'
+own durations in this process (a figure taken once before the timed rounds caught
+cold first calls, up to 5x the step, and made the injection anything but PCT).
+The record says that it was injected and the median delay spun.
+The busy-wait starts once the call's work is done (``wait``: JAX dispatches
+asynchronously even on the CPU, and a spin beside the running step would hide in it),
+so the step is slower by the full delay on every backend.
 """
 
 from __future__ import annotations
@@ -52,21 +55,42 @@ def busy_wait(seconds: float, clock: Callable[[], float] = time.perf_counter) ->
         pass
 
 
-def slowed(run: Callable[[], Any], delay_s: float) -> Callable[[], Any]:
-    """``run`` followed by a busy-wait of ``delay_s`` on every call."""
+class OwnTime:
+    """The median of a step's last ``window`` own call durations (the spin excluded)."""
+
+    def __init__(self, window: int = 31):
+        self.window = window
+        self.recent: list[float] = []
+        self.delays: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        self.recent.append(seconds)
+        if len(self.recent) > self.window:
+            del self.recent[0]
+
+    @property
+    def median(self) -> float:
+        xs = sorted(self.recent)
+        return xs[len(xs) // 2] if xs else 0.0
+
+
+def slowed(run: Callable[[], Any], fraction: float, wait: Callable[[Any], None] = lambda out: None,
+           own: OwnTime | None = None, clock: Callable[[], float] = time.perf_counter) -> Callable[[], Any]:
+    """``run``, then (once ``wait`` says its work is done) a busy-wait of ``fraction`` of the
+    step's own time (``own``: the median of its recent calls), on every call."""
+    own = own if own is not None else OwnTime()
+
     def run_slowed() -> Any:
+        t0 = clock()
         out = run()
-        busy_wait(delay_s)
+        wait(out)
+        own.add(clock() - t0)
+        delay = fraction * own.median
+        own.delays.append(delay)
+        busy_wait(delay, clock)
         return out
 
     return run_slowed
-
-
-def delay_for(run_block: Callable[[int], float], fraction: float, calls: int = 5) -> float:
-    """PCT of the step's own time, from the median per-call time of a few timed blocks."""
-    run_block(1)  # first call: compile and caches, not the step's own time
-    per_call = sorted(run_block(1) for _ in range(calls))[calls // 2]
-    return fraction * per_call
 
 
 def case_names(case: Any) -> list[str]:
@@ -76,16 +100,26 @@ def case_names(case: Any) -> list[str]:
 
 
 def inject_into(step: Any, injections: Iterable[Injection], case: Any,
-                run_block: Callable[[Any, int], float]) -> tuple[Any, dict[str, Any] | None]:
+                wait: Callable[[Any], None] = lambda out: None) -> tuple[Any, dict[str, Any] | None]:
     """``step`` slowed by the first injection matching ``case`` (and the record's note), or unchanged.
 
-    ``run_block(step, n)`` times n calls as the measuring loop will.
+    ``wait(out)`` blocks until the work behind a call's output is done. The note's
+    ``delay_s`` is the median delay spun so far (:func:`finish_note` after the rounds).
     """
     from dataclasses import replace
 
     inj = injection_for(injections, case_names(case))
     if inj is None:
         return step, None
-    delay = delay_for(lambda n: run_block(step, n), inj.fraction)
-    return replace(step, run=slowed(step.run, delay)), {"pattern": inj.pattern, "fraction": inj.fraction,
-                                                        "delay_s": delay}
+    own = OwnTime()
+    note = {"pattern": inj.pattern, "fraction": inj.fraction, "delay_s": None, "_own": own}
+    return replace(step, run=slowed(step.run, inj.fraction, wait, own)), note
+
+
+def finish_note(note: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``injected_slowdown``: pattern, fraction and the median delay spun per call."""
+    own = note.pop("_own", None)
+    if own is not None and own.delays:
+        xs = sorted(own.delays)
+        note["delay_s"] = xs[len(xs) // 2]
+    return note

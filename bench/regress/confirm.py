@@ -89,9 +89,10 @@ def measure_in_fresh_processes(items: list[tuple[dict[str, Any], str]], options:
         mine = [(i, rec) for i, (rec, b) in enumerate(items) if b == backend]
         cases = [specmod.find((rec["suite"], rec["name"], rec["mode"], rec.get("size") or opts.size), rec.get("params"))
                  for _, rec in mine]
-        got = {r["case"]: r for r in Runner([BackendSpec.parse(backend)], cases, None, opts).run().records}
+        got = {(r["case"], r["mode"]): r for r in Runner([BackendSpec.parse(backend)], cases, None, opts).run().records}
         for (i, rec), case in zip(mine, cases):
-            out[i] = got.get(case.case_id) or {**rec, "status": "error", "reason": "not measured by the confirmation"}
+            out[i] = got.get((case.case_id, case.mode)) or {**rec, "status": "error",
+                                                             "reason": "not measured by the confirmation"}
     return [out[i] for i in range(len(items))]
 
 
