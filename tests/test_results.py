@@ -97,3 +97,13 @@ def test_a_deeply_nested_file_is_one_line_in_report_and_compare(tmp_path, capsys
     assert main(["compare", str(bad), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "deep.json" in err and "nested" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fields_added_in_place_before_finish_are_written(tmp_path):
+    """The run's end attaches roofline and scaling fields to the appended measurements."""
+    path = tmp_path / "r.json"
+    w = RunWriter(path, {"id": "x"}, {"machine_id": "m"})
+    w.append(measurement(0))
+    w.doc["measurements"][0]["roofline"] = {"fraction_of_bound": 0.5}
+    w.finish()
+    assert read_run(path)["measurements"][0]["roofline"] == {"fraction_of_bound": 0.5}

@@ -104,8 +104,11 @@ class RunWriter:
         self._write()
 
     def finish(self, interrupted: bool = False) -> None:
+        """The final write: every measurement encoded again, since the run's end adds fields
+        in place (roofline, scaling) to what was appended."""
         self.doc["run"]["finished_at"] = utc_now()
         self.doc["run"]["interrupted"] = interrupted
+        self._encoded = [_encode(m) for m in self.doc["measurements"]]
         self._write(durable=True)
 
     @property
