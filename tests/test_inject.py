@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from xpubench.measure.inject import OwnTime, injection_for, parse_injection, slowed
