@@ -90,19 +90,21 @@ def test_ctrl_c_keeps_a_valid_file_and_exits_nonzero(tmp_path):
                                         "--time-budget", "0.5", "--out", str(tmp_path), "--machine-id", "m"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
+    seen: list[str] = []  # what the file looked like while waiting (for the failure message)
     # wait until at least one measurement is in the file, then interrupt
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         files = list(tmp_path.rglob("*.json"))
         if files:
             try:
                 if read_run(files[0])["measurements"]:
                     break
-            except Exception:
-                pass
+                seen.append("no measurement yet")
+            except Exception as e:
+                seen.append(f"{files[0].name}: {e}")
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (seen[-3:], err[-2000:])
     doc = read_run(only_file(tmp_path))
     assert doc["run"]["interrupted"] is True
     assert 1 <= len(doc["measurements"]) < 16

@@ -98,7 +98,8 @@ def test_a_latency_case_records_percentiles_of_its_calls():
     assert rec["status"] == "ok", rec.get("reason")
     t, lat = rec["time_s"], rec["latency_s"]
     assert t["iterations_per_round"] == 1 and lat["calls"] == t["rounds"] == len(t["samples"])
-    assert lat["calls"] == 100 or t["stop_reason"] == "time_budget"  # the smoke sample target
+    smoke_target = TimingConfig.smoke().per_call_samples
+    assert lat["calls"] == smoke_target or t["stop_reason"] == "time_budget"  # the smoke sample target
     assert lat == pytest.approx(lt.latency_block(t["samples"]))
     assert lat["p50"] == pytest.approx(t["median"])
 
