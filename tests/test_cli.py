@@ -88,7 +88,10 @@ def test_unavailable_backend_is_skipped_with_reason(tmp_path):
 def test_ctrl_c_keeps_a_valid_file_and_exits_nonzero(tmp_path):
     proc = subprocess.Popen(XPUBENCH + ["run", "--size", "smoke", "-b", "torch:cpu:fp32",
                                         "--time-budget", "0.5", "--out", str(tmp_path), "--machine-id", "m"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores SIGINT, and children inherit that:
+                            # the run under test gets Ctrl-C as a terminal would deliver it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     seen: list[str] = []  # what the file looked like while waiting (for the failure message)
     # wait until at least one measurement is in the file, then interrupt
