@@ -85,3 +85,28 @@ def test_the_shared_error_is_the_twins_error(fp32_first):
     want, detail = accuracy_vs_fp32(bf16, case, step, opts)
     assert got["error_vs_fp32"] == pytest.approx(want, rel=1e-6)
     assert set(got["error_vs_fp32_detail"]) == set(detail)
+
+
+def test_mnist_weights_are_trained_once_and_loaded_from_the_disk_cache(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from xpubench.suites.inference import mnist
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(mnist, "_TRAINED", {})
+    trained = mnist.trained_state(seed=3)
+    (cached,) = (tmp_path / "xpubench").glob("mnist_cnn-*-seed3.pt")
+    monkeypatch.setattr(mnist, "_TRAINED", {})  # a new worker: nothing in memory
+    monkeypatch.setattr(torch.optim, "Adadelta", None)  # and no training allowed
+    loaded = mnist.trained_state(seed=3)
+    assert cached.exists() and loaded.keys() == trained.keys()
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
+
+
+def test_run_records_carry_the_cases_whole_cost():
+    specs = [BackendSpec.parse("torch:cpu:fp32")]
+    (case,) = [c for c in specmod.select(["normalization"], None, "smoke")
+               if c.name == "layernorm" and c.mode == "forward"]
+    opts = RunOptions(size="smoke", time_budget_s=0.02, telemetry=False, seed=0)
+    (rec,) = Runner(specs, [case], None, opts).run().records
+    t = rec["time_s"]
+    assert rec["case_wall_s"] >= sum(t["samples"]) * t["iterations_per_round"] > 0
