@@ -118,8 +118,12 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
     for label, rows in detection.items():
         flagged = sum(r["verdict"] == REGRESSION for r in rows)
         unresolved = sorted({r["note"] for r in rows if "cannot resolve" in r["note"]})
+        # a miss that does not say the test could not see it: what the issue forbids
+        silent = [r for r in rows if r["verdict"] != REGRESSION and "cannot resolve" not in r["note"]]
         out_doc[f"injected_{label}"] = {"layernorm_comparisons": len(rows), "flagged": flagged,
                                         "rate": flagged / len(rows) if rows else None,
+                                        "cannot_resolve": sum("cannot resolve" in r["note"] for r in rows),
+                                        "silent_passes": silent,
                                         "cannot_resolve_notes": unresolved, "rows": rows}
     return out_doc
 
@@ -185,9 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     for label in ("10%", "20%"):
         d = summary[f"injected_{label}"]
         rate = "-" if d["rate"] is None else f"{d['rate']:.0%}"
-        print(f"injected {label} on {INJECT}: flagged {d['flagged']} of {d['layernorm_comparisons']} ({rate})")
+        print(f"injected {label} on {INJECT}: flagged {d['flagged']} of {d['layernorm_comparisons']} ({rate}); "
+              f"{d['cannot_resolve']} say 'cannot resolve'; {len(d['silent_passes'])} silent pass(es)")
         for note in d["cannot_resolve_notes"]:
             print(f"  {note}")
+        for r in d["silent_passes"]:
+            print(f"  SILENT pair{r['pair']} {r['case']}: {r['verdict']} {r['change']:+.1%} {r['note']}")
     if walls:
         print(f"xpubench run wall time: {min(walls):.0f}-{max(walls):.0f} s (median "
               f"{sorted(walls)[len(walls) // 2]:.0f} s) over {len(walls)} runs; load average "

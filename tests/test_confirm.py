@@ -83,8 +83,25 @@ def test_another_build_on_the_base_side_is_not_re_measured(monkeypatch):
     assert out[0].verdict == C.REGRESSION and "0+5" in out[0].note
 
 
-def test_unchanged_cases_are_not_re_measured(same_build):
+def with_processes(record: dict, medians: list[float]) -> dict:
+    """``record`` as a --repeat run stores it: one entry per fresh process."""
+    t = record["time_s"]
+    t["processes"] = [{"pass": k, "status": "ok", "median": m} for k, m in enumerate(medians)]
+    return record
+
+
+def test_no_change_from_one_process_is_re_measured_and_a_resolved_one_is_not(same_build):
+    # one process per side: "no change" is no verdict (a rerun's spread is unknown) until confirmed
     base, new = [run([rec(1.0)], 1)], [run([rec(1.0)], 2)]
+    comparisons = C.compare_runs(base, new)
+    assert comparisons[0].verdict == C.UNRESOLVED and "one process per side" in comparisons[0].note
+    fake = FakeMachine({"fast": 1.0, "slow": 1.0}, spread=0.001)
+    out, info = CF.confirm(comparisons, base, new, processes=5, seed=4, measure=fake)
+    assert info.suspects == 1 and len(fake.calls) == 10 and out[0].verdict == C.UNCHANGED
+    # five tight processes per side resolve it: nothing to re-measure
+    tight = [1.0, 1.001, 0.999, 1.0005, 0.9995]
+    base = [run([with_processes(rec(1.0), tight)], 1)]
+    new = [run([with_processes(rec(1.0), tight)], 2)]
     fake = FakeMachine({"fast": 1.0, "slow": 1.0})
     out, info = CF.confirm(C.compare_runs(base, new), base, new, measure=fake)
     assert fake.calls == [] and info.suspects == 0 and out[0].verdict == C.UNCHANGED
@@ -95,8 +112,9 @@ def test_cli_takes_confirm_and_seed():
 
     p = argparse.ArgumentParser()
     CLI.add_arguments(p)
-    assert p.parse_args(["a", "b", "--confirm"]).confirm == 3
-    assert p.parse_args(["a", "b", "--confirm", "5", "--seed", "9"]).confirm == 5
+    assert p.parse_args(["a", "b", "--confirm"]).confirm == CF.DEFAULT_PROCESSES
+    assert p.parse_args(["a", "b", "--confirm", "7", "--seed", "9"]).confirm == 7
+    assert p.parse_args(["a", "b"]).confirm_budget == CF.DEFAULT_BUDGET_S
     assert p.parse_args(["a", "b"]).confirm is None  # auto: on where NEW can be measured again here
     assert p.parse_args(["a", "b", "--no-confirm"]).confirm == 0
 

@@ -384,7 +384,8 @@ def test_gate_uses_the_legs_rule_and_the_command_line_can_override_it(tmp_path, 
     (night,) = G.gate_night(tonight, history, two_legs.gate_book())
     assert night.rule == "confident" and night.regressions == []
     (c,) = night.comparisons
-    assert c.verdict == "insignificant" and "not confident" in c.note and c.ratio == pytest.approx(1.12)
+    assert c.verdict == "unresolved" and "not confident" in c.note and c.ratio == pytest.approx(1.12)
+    assert "one process per side" in c.note
     md = G.night_markdown([night])
     assert "rule confident" in md and "**No regressions**" in md and "not confident" in md
     (sig,) = G.gate_night(tonight, history, two_legs.gate_book().overridden(rule="significant"))

@@ -7,6 +7,7 @@ import sys
 
 from xpubench.fmt import fraction_arg
 from xpubench.regress.compare import DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, RULES
+from xpubench.regress.confirm import DEFAULT_BUDGET_S, DEFAULT_PROCESSES
 
 parse_threshold = fraction_arg("threshold")  # "5%" or 0.05
 parse_alpha = fraction_arg("alpha")
@@ -40,12 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="FILE", action="append", default=[],
                         help="calibration.json written by `xpubench calibrate` (repeatable; default: any found "
                              "under BASE, NEW and results/)")
-    parser.add_argument("--confirm", type=int, nargs="?", const=3, default=None, metavar="K",
-                        help="re-measure each suspected change in K fresh processes per side (default 3), BASE and "
-                             "NEW alternating with each side's recorded options, then decide on process medians "
-                             "(a worker start per backend and side and pass, plus each suspect's budget: the note "
-                             "says how long). Default: on, K=3, when NEW was measured on this host with this "
-                             "checkout's code (it can be measured again here); off otherwise")
+    parser.add_argument("--confirm", type=int, nargs="?", const=DEFAULT_PROCESSES, default=None, metavar="K",
+                        help=f"re-measure each suspect (a change, or no change where the files could not have shown "
+                             f"one) in K fresh processes per side (default {DEFAULT_PROCESSES}), BASE and NEW "
+                             "alternating with each side's recorded options, then decide on process medians (a worker "
+                             "start per backend and side and pass, plus each suspect's build and budget: the note "
+                             f"says how long). Default: on, K={DEFAULT_PROCESSES}, when NEW was measured on this host "
+                             "with this checkout's code (it can be measured again here); off otherwise")
+    parser.add_argument("--confirm-budget", type=float, default=DEFAULT_BUDGET_S, metavar="S",
+                        help=f"seconds of timed rounds per suspect in each confirming process (default "
+                             f"{DEFAULT_BUDGET_S:g}: processes, not rounds, buy power on a noisy machine)")
     parser.add_argument("--no-confirm", dest="confirm", action="store_const", const=0,
                         help="judge the files as they are, even where a confirmation could run")
     parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
@@ -107,6 +112,7 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
     comparisons, info = confirm(comparisons, [Run.of(r) for r in base], [Run.of(r) for r in new],
                                 processes=confirm_k, threshold=args.threshold, alpha=alpha, rule=rule,
                                 seed=getattr(args, "seed", None),
+                                budget_s=getattr(args, "confirm_budget", DEFAULT_BUDGET_S),
                                 base_is_this_build=getattr(args, "base_is_this_build", None))
     return comparisons, info.note()
 

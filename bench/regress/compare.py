@@ -9,15 +9,16 @@ strongest evidence level its files support (:mod:`xpubench.regress.levels`):
 - K = 1 on both sides: a noise model of the case on this machine (``calibrate``'s
   ``calibration.json``, or the spread across BASE's runs when BASE holds >= 3 of
   them); with none, the rank test below still runs but a change it finds is
-  ``unsupported`` (never a regression) unless ``one_process_supported``
-  (``compare --trust-rounds``);
+  ``unsupported`` (never a regression) and no change ``unresolved`` (never a pass)
+  unless ``one_process_supported`` (``compare --trust-rounds``);
 - where the level cannot detect a change of the threshold with 95% power, a pair
   without a significant change is ``unresolved`` ("cannot resolve < N% here");
 - newest runs whose CPU model or thread count differ are ``incomparable``, with the
   difference on the line; a different framework version is compared and named;
-- ``compare --confirm [K]`` re-measures each suspect in fresh processes, A/B
-  alternating (:mod:`xpubench.regress.confirm`): 2K worker starts plus the case's
-  budget each, about 25-40 s per suspect at K = 3 on a 2-core VM.
+- ``compare --confirm [K]`` re-measures each suspect (a change, or no change where
+  the files could not have shown one) in fresh processes, A/B alternating
+  (:mod:`xpubench.regress.confirm`): per pass a worker start per backend and side
+  plus each suspect's build and budget, about 7 s per suspect at K = 5 on a 2-core VM.
 
 The within-process test, for single-process pairs:
 
@@ -141,10 +142,19 @@ def judge(base: Record, new: Record, *, threshold: float = DEFAULT_THRESHOLD,
     if level != levels.ONE_PROCESS:
         return _judge_level(base, new, level, sigma, threshold=threshold, alpha=alpha, rule=rule)
     d = _judge_rounds(base, new, threshold=threshold, alpha=alpha, rule=rule)
-    if d.verdict in FLAG_VERDICTS and not one_process_supported:
+    if one_process_supported:
+        return d
+    if d.verdict in FLAG_VERDICTS:
         return replace(d, verdict=UNSUPPORTED, note=(
             f"unsupported: one process per side ({fmt_change(d.ratio)} within one process, p {d.p_value or 0:.2g}); "
             "rerun with --repeat 3 or compare --confirm, or calibrate this machine"))
+    if d.verdict in (UNCHANGED, INSIGNIFICANT):
+        # one process's rounds say nothing of what a rerun shows: no change found there is no pass
+        return replace(d, verdict=UNRESOLVED, note=(
+            f"unresolved: one process per side ({fmt_change(d.ratio) if d.ratio else 'no ratio'} within one process), "
+            "and a rerun's spread "
+            "is unknown here; rerun with --repeat 3 or compare --confirm, or calibrate this machine"
+            + (f"; {d.note}" if d.note else "")))
     return d
 
 
@@ -161,15 +171,16 @@ def _judge_level(base: Measurement, new: Measurement, level: str, sigma: float |
     note = ""
     if significant and beyond:
         verdict = REGRESSION if t.ratio > 1 else IMPROVEMENT
+    elif significant and abs(math.log(t.ratio)) > limit:  # seen, but the confident rule's CI reaches inside
+        verdict = INSIGNIFICANT
+        note = (f"{fmt_change(t.ratio)}, but its {CONFIDENCE:.0%} CI [{fmt_change(t.ci95[0])}, "
+                f"{fmt_change(t.ci95[1])}] is not wholly beyond the {threshold:.0%} threshold: not confident")
     elif t.detectable is not None and t.detectable > threshold:
         verdict = UNRESOLVED
         limit_text = f"{t.detectable:.0%}" if t.detectable < 10 else "1000%"  # past 10x: no figure worth reading
         note = f"cannot resolve < {limit_text} here ({level})"
     elif abs(math.log(t.ratio)) > limit:
         verdict = INSIGNIFICANT
-        if significant and rule == CONFIDENT:
-            note = (f"{fmt_change(t.ratio)}, but its {CONFIDENCE:.0%} CI [{fmt_change(t.ci95[0])}, "
-                    f"{fmt_change(t.ci95[1])}] is not wholly beyond the {threshold:.0%} threshold: not confident")
     else:
         verdict = UNCHANGED
     return Decision(verdict, t.ratio, t.p_value, significant, level, note, t.ci95)

@@ -1,9 +1,11 @@
 """Confirmation reruns (``xpubench compare --confirm``): re-measure each suspected change before calling it one.
 
-As ``asv continuous`` does: each suspect case x backend is measured again in fresh
-worker processes, BASE and NEW alternating (A B or B A per pass, from a recorded
-seed), K passes, each side with its own recorded run options (size, threads,
-budgets, injection); then the process-level test decides (xpubench.regress.levels).
+As ``asv continuous`` does: each suspect case x backend (a change found, or none
+found where the test could not have seen one) is measured again in fresh worker
+processes, BASE and NEW alternating (A B or B A per pass, from a recorded seed), K
+passes, each side with its own recorded run options (size, threads, injection) and
+the confirmation's time budget; then the process-level test decides
+(xpubench.regress.levels).
 
 Re-measuring BASE needs BASE's code: when BASE was measured at another commit (or
 xpubench version) than this checkout, BASE keeps its recorded figures and only NEW
@@ -25,8 +27,14 @@ from xpubench.regress import compare as C
 from xpubench.results.run_view import Run
 from xpubench.results.view import Measurement
 
-SUSPECT_VERDICTS = (C.REGRESSION, C.IMPROVEMENT, C.UNSUPPORTED)
-DEFAULT_PROCESSES = 3
+# a found change, one that one process cannot support, and no change where the test was too weak to see one
+SUSPECT_VERDICTS = (C.REGRESSION, C.IMPROVEMENT, C.UNSUPPORTED, C.UNRESOLVED)
+# On a 2-core VM a fresh process of a memory-bound case differs from the next by 10-30%
+# while its own rounds agree within a few percent: the same seconds buy more power as
+# more processes with fewer rounds each (5 + 5 processes resolve about 40% less than
+# 3 + 3 at the same cost; docs/verdicts.md).
+DEFAULT_PROCESSES = 5
+DEFAULT_BUDGET_S = 0.25  # timed rounds per suspect and process
 
 # (suspects as (record, backend) pairs, one side's run options) -> their records, in order
 Measure = Callable[[list[tuple[dict[str, Any], str]], dict[str, Any]], list[dict[str, Any]]]
@@ -41,13 +49,14 @@ class Confirmation:
     seconds: float = 0.0
     base_remeasured: bool = True
     seed: int = 0
+    budget_s: float = DEFAULT_BUDGET_S
 
     def note(self) -> str:
         if not self.suspects:
             return "confirmation: no suspected change to re-measure"
         side = "BASE and NEW alternating" if self.base_remeasured else "NEW only (BASE is another build)"
         return (f"confirmation: {self.suspects} suspect(s) re-measured in {self.processes} fresh worker processes "
-                f"({side}, seed {self.seed}) in {self.seconds:.0f} s, "
+                f"({side}, {self.budget_s:g} s of rounds each, seed {self.seed}) in {self.seconds:.0f} s, "
                 f"about {self.seconds / self.suspects:.0f} s per suspect")
 
 
@@ -96,16 +105,18 @@ def measure_in_fresh_processes(items: list[tuple[dict[str, Any], str]], options:
     return [out[i] for i in range(len(items))]
 
 
-def _side_options(run: Run) -> dict[str, Any]:
+def _side_options(run: Run, budget_s: float) -> dict[str, Any]:
     opts = dict(run.meta.get("options") or {})
-    # meters cost time and change no step time; the figures compared are times
-    opts.update(telemetry=False, accuracy=False)
+    # meters cost time and change no step time; the figures compared are times.
+    # Both sides get the confirmation's budget: its seconds go to processes, not rounds.
+    opts.update(telemetry=False, accuracy=False, time_budget_s=budget_s)
     return opts
 
 
 def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: list[Run], *,
             processes: int = DEFAULT_PROCESSES, threshold: float = C.DEFAULT_THRESHOLD,
             alpha: float = C.DEFAULT_ALPHA, rule: str = C.DEFAULT_RULE, seed: int | None = None,
+            budget_s: float = DEFAULT_BUDGET_S,
             base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_processes,
             clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
     """The comparisons with each suspect's verdict replaced by the confirmation's (process level).
@@ -121,7 +132,7 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
     seed = new_seed() if seed is None else seed
     base_latest, new_latest = C.newest_runs(base_runs), C.newest_runs(new_runs)
     base_m, new_m = C.latest_measurements(base_runs), C.latest_measurements(new_runs)
-    info = Confirmation(seed=seed)
+    info = Confirmation(seed=seed, budget_s=budget_s)
     start = clock()
     suspects = [c for c in comparisons
                 if c.verdict in SUSPECT_VERDICTS and c.machine_id in base_latest and c.machine_id in new_latest]
@@ -141,7 +152,7 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
             for mid in dict.fromkeys(c.machine_id for c in mine):
                 group = [c for c in mine if c.machine_id == mid]
                 run, figures = (base_latest[mid], base_m) if side == "base" else (new_latest[mid], new_m)
-                records = measure([(dict(figures[c.key].raw), c.backend) for c in group], _side_options(run))
+                records = measure([(dict(figures[c.key].raw), c.backend) for c in group], _side_options(run, budget_s))
                 info.processes += len({c.backend for c in group})
                 for c, rec in zip(group, records):
                     rec["pass"] = k

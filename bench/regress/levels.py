@@ -15,8 +15,9 @@ process do, so a verdict is only as good as its model of what a rerun shows:
   runs, but a change it finds is *unsupported*, not a regression.
 
 The smallest change a level can detect with 95% power at the test's alpha is
-``exp((z_{1-alpha/2} + z_0.95) * se) - 1``; where that is above the threshold the
-verdict says "cannot resolve < N% here" instead of passing silently.
+``exp((z_{1-alpha/2} + z_0.95) * se) - 1`` (t quantiles, and the spread's upper 90%
+bound, where the spread comes from few processes); where that is above the threshold
+the verdict says "cannot resolve < N% here" instead of passing silently.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ PROCESSES_VS_ONE = "processes-vs-one"
 NOISE_MODEL = "noise-model"
 ONE_PROCESS = "one-process"
 POWER = 0.95
+SPREAD_BOUND = 0.90  # confidence of the upper bound on a spread measured from few processes
 HISTORY_MIN_RUNS = 3  # fewer runs of a case say little about its spread
 CALIBRATION_FILE = "calibration.json"
 
@@ -146,6 +148,16 @@ def detectable_change(se_log: float, alpha: float, dof: float | None = None) -> 
     return math.expm1(q * se_log)
 
 
+def spread_upper_factor(dof: float) -> float:
+    """The upper SPREAD_BOUND confidence bound of a spread estimated with ``dof``, over the estimate.
+
+    A spread measured from few processes is often too small by chance (3 + 3 processes:
+    half the time by more than 15%); the claim "this test could have seen N%" rests on
+    the bound (chi-square), so a lucky quiet sample does not turn a blind test into a pass.
+    """
+    return math.sqrt(dof / float(sps.chi2.ppf(1 - SPREAD_BOUND, dof)))
+
+
 def level_of(base: Measurement, new: Measurement, sigma: float | None) -> str:
     kb, kn = len(process_medians(base)), len(process_medians(new))
     if kb >= 2 and kn >= 2:
@@ -162,7 +174,9 @@ def level_test(base: Measurement, new: Measurement, level: str, sigma: float | N
         lb, ln = process_medians(base), process_medians(new)
         t = compare_processes(lb, ln, confidence)
         se = math.sqrt(_var_log(lb) / len(lb) + _var_log(ln) / len(ln))
-        return LevelTest(level, t.ratio, t.ci95, t.p_value, detectable_change(se, alpha, len(lb) + len(ln) - 2))
+        dof = len(lb) + len(ln) - 2
+        return LevelTest(level, t.ratio, t.ci95, t.p_value,
+                         detectable_change(se * spread_upper_factor(dof), alpha, dof))
     if level == PROCESSES_VS_ONE:
         many, one, sign = ((process_medians(base), new.median, 1.0) if len(process_medians(base)) >= 2
                            else (process_medians(new), base.median, -1.0))
@@ -192,8 +206,9 @@ def _from_normal_diff(level: str, diff: float, se: float, alpha: float, confiden
         return LevelTest(level, math.exp(diff), (math.exp(diff), math.exp(diff)), p, 0.0)
     p = float(2 * dist.sf(abs(diff) / se))
     half = float(dist.ppf(0.5 + confidence / 2)) * se
+    claim = se * spread_upper_factor(dof) if dof else se  # a calibrated sigma is taken as known
     return LevelTest(level, math.exp(diff), (math.exp(diff - half), math.exp(diff + half)), p,
-                     detectable_change(se, alpha, dof))
+                     detectable_change(claim, alpha, dof))
 
 
 # --------------------------------------------------------------------------- fingerprints
