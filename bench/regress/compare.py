@@ -114,6 +114,16 @@ class Decision:
     ratio_ci: tuple[float, float] | None = None  # computed here only when the rule needed it
 
 
+ONE_PROCESS_REMEDY = "rerun with --repeat 3 or compare --confirm, or calibrate this machine"
+
+
+def not_confident_note(ratio: float, ci: tuple[float, float] | None, threshold: float) -> str:
+    """Why a significant change past the threshold is not a regression under the ``confident`` rule."""
+    side = f"[{fmt_change(ci[0])}, {fmt_change(ci[1])}]" if ci else "unknown"
+    return f"{fmt_change(ratio)}, but its {CONFIDENCE:.0%} CI {side} is not wholly beyond the {threshold:.0%} " \
+           "threshold: not confident"
+
+
 def check_rule(rule: str) -> str:
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; accepted: {', '.join(RULES)}")
@@ -147,14 +157,12 @@ def judge(base: Record, new: Record, *, threshold: float = DEFAULT_THRESHOLD,
     if d.verdict in FLAG_VERDICTS:
         return replace(d, verdict=UNSUPPORTED, note=(
             f"unsupported: one process per side ({fmt_change(d.ratio)} within one process, p {d.p_value or 0:.2g}); "
-            "rerun with --repeat 3 or compare --confirm, or calibrate this machine"))
+            f"{ONE_PROCESS_REMEDY}"))
     if d.verdict in (UNCHANGED, INSIGNIFICANT):
         # one process's rounds say nothing of what a rerun shows: no change found there is no pass
         return replace(d, verdict=UNRESOLVED, note=(
             f"unresolved: one process per side ({fmt_change(d.ratio) if d.ratio else 'no ratio'} within one process), "
-            "and a rerun's spread "
-            "is unknown here; rerun with --repeat 3 or compare --confirm, or calibrate this machine"
-            + (f"; {d.note}" if d.note else "")))
+            f"and a rerun's spread is unknown here; {ONE_PROCESS_REMEDY}" + (f"; {d.note}" if d.note else "")))
     return d
 
 
@@ -173,8 +181,7 @@ def _judge_level(base: Measurement, new: Measurement, level: str, sigma: float |
         verdict = REGRESSION if t.ratio > 1 else IMPROVEMENT
     elif significant and abs(math.log(t.ratio)) > limit:  # seen, but the confident rule's CI reaches inside
         verdict = INSIGNIFICANT
-        note = (f"{fmt_change(t.ratio)}, but its {CONFIDENCE:.0%} CI [{fmt_change(t.ci95[0])}, "
-                f"{fmt_change(t.ci95[1])}] is not wholly beyond the {threshold:.0%} threshold: not confident")
+        note = not_confident_note(t.ratio, t.ci95, threshold)
     elif t.detectable is not None and t.detectable > threshold:
         verdict = UNRESOLVED
         limit_text = f"{t.detectable:.0%}" if t.detectable < 10 else "1000%"  # past 10x: no figure worth reading
@@ -226,9 +233,7 @@ def _judge_rounds(base: Measurement, new: Measurement, *, threshold: float, alph
         ci = ratio_ci(base, new, rule=CONFIDENT)
         beyond = ci is not None and (math.log(ci[0]) > limit if ratio > 1 else math.log(ci[1]) < -limit)
         if not beyond:
-            side = f"[{fmt_change(ci[0])}, {fmt_change(ci[1])}]" if ci else "unknown"
-            note = (f"{fmt_change(ratio)}, but its {CONFIDENCE:.0%} CI {side} is not wholly beyond the "
-                    f"{threshold:.0%} threshold: not confident")
+            note = not_confident_note(ratio, ci, threshold)
             return Decision(INSIGNIFICANT, ratio, p, significant, method, note, ci)
     if big and significant:
         verdict = REGRESSION if ratio > 1 else IMPROVEMENT
