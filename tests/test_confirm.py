@@ -107,6 +107,29 @@ def test_no_change_from_one_process_is_re_measured_and_a_resolved_one_is_not(sam
     assert fake.calls == [] and info.suspects == 0 and out[0].verdict == C.UNCHANGED
 
 
+def test_both_sides_are_re_measured_with_the_confirmations_budget(same_build):
+    base = [run([rec(1.0)], 1, options={"size": "smoke", "time_budget_s": 0.75})]
+    new = [run([rec(1.2)], 2, options={"size": "smoke", "time_budget_s": 2.0})]
+    seen = []
+
+    def measure(items, options):
+        seen.append(options)
+        return FakeMachine({"fast": 1.0, "slow": 1.0})(items, options)
+
+    _, info = CF.confirm(C.compare_runs(base, new), base, new, processes=2, budget_s=0.1, measure=measure)
+    assert len(seen) == 4 and all(o["time_budget_s"] == 0.1 for o in seen)
+    assert all(o["telemetry"] is False and o["accuracy"] is False for o in seen)
+    assert "0.1 s of rounds each" in info.note()
+
+
+def test_a_bad_confirmation_budget_is_one_line(tmp_path, capsys):
+    from xpubench.cli.main import main
+
+    assert main(["compare", str(tmp_path), str(tmp_path), "--confirm-budget", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--confirm-budget 0: needs seconds > 0" in err
+
+
 def test_cli_takes_confirm_and_seed():
     from xpubench.cli import compare as CLI
 

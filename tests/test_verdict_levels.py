@@ -110,3 +110,26 @@ def test_detectable_change_shrinks_with_more_processes():
     many = L.detectable_change(0.05 * math.sqrt(2 / 10), 0.01, dof=18)
     assert many < few
     assert Measurement.of(rec([1.0, 2.0])).median == pytest.approx(math.sqrt(2))
+
+
+def test_the_resolvable_claim_rests_on_the_spreads_upper_bound():
+    # 90% upper bound of a spread from chi-square: large with few processes, towards 1 with many
+    assert L.spread_upper_factor(4) == pytest.approx(1.939, abs=1e-3)
+    assert L.spread_upper_factor(8) == pytest.approx(1.514, abs=1e-3)
+    assert 1 < L.spread_upper_factor(200) < L.spread_upper_factor(20) < L.spread_upper_factor(8)
+    base, new = rec([1.00, 1.03, 0.98, 1.01, 0.99]), rec([0.97, 1.04, 1.01, 1.00, 0.99])
+    t = L.level_test(Measurement.of(base), Measurement.of(new), L.PROCESSES, None, 0.01)
+    lb = [1.00, 1.03, 0.98, 1.01, 0.99]
+    ln = [0.97, 1.04, 1.01, 1.00, 0.99]
+    se = math.sqrt(L._var_log(lb) / 5 + L._var_log(ln) / 5)
+    assert t.detectable == pytest.approx(L.detectable_change(se * L.spread_upper_factor(8), 0.01, 8))
+    assert t.detectable > L.detectable_change(se, 0.01, 8) * 1.4
+
+
+def test_a_significant_change_the_confident_rule_rejects_says_why_not_unresolved():
+    # +12%, clearly significant, but its CI reaches inside the 10% threshold
+    base = rec([1.00, 1.04, 0.96, 1.02, 0.98, 1.01, 0.99, 1.03])
+    new = rec([1.12 * x for x in (1.00, 1.04, 0.96, 1.02, 0.98, 1.01, 0.99, 1.03)])
+    d = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
+    assert d.verdict == C.INSIGNIFICANT and "not confident" in d.note and d.ratio == pytest.approx(1.12)
+    assert C.judge(base, new, threshold=0.10).verdict == C.REGRESSION  # the significant rule flags it

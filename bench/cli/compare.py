@@ -88,6 +88,9 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
     from xpubench.results.reader import load_runs
     from xpubench.results.run_view import Run
 
+    budget = getattr(args, "confirm_budget", DEFAULT_BUDGET_S)
+    if not budget > 0:
+        raise UserError(f"--confirm-budget {budget:g}: needs seconds > 0, e.g. 0.25")
     base = load_runs([args.base], strict=True).runs
     new = load_runs([args.new], strict=True).runs
     for label, path, runs in (("BASE", args.base, base), ("NEW", args.new, new)):
@@ -112,7 +115,7 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
     comparisons, info = confirm(comparisons, [Run.of(r) for r in base], [Run.of(r) for r in new],
                                 processes=confirm_k, threshold=args.threshold, alpha=alpha, rule=rule,
                                 seed=getattr(args, "seed", None),
-                                budget_s=getattr(args, "confirm_budget", DEFAULT_BUDGET_S),
+                                budget_s=budget,
                                 base_is_this_build=getattr(args, "base_is_this_build", None))
     return comparisons, info.note()
 
