@@ -87,6 +87,17 @@ def judge(base: Path, new: Path, confirm: int | None) -> list:
     return comparisons
 
 
+def delivered(folder: Path) -> list[float]:
+    """What the injection's in-process A/B measured in each slowed record of a run."""
+    out = []
+    for f in run_files(folder):
+        for m in json.loads(f.read_text()).get("measurements", []):
+            ab = (m.get("injected_slowdown") or {}).get("delivered_ab")
+            if ab is not None:
+                out.append(ab)
+    return out
+
+
 def is_layernorm(c) -> bool:
     return c.suite == "normalization" and c.case.startswith("layernorm")
 
@@ -96,6 +107,7 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
 
     aa_total = aa_alarms = 0
     alarms, detection = [], {"10%": [], "20%": []}
+    ab = {"10%": [], "20%": []}
     for i in range(pairs):
         p = out / f"pair{i}"
         if not finished(p / "a"):
@@ -110,6 +122,7 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
         for label, side in (("10%", "b10"), ("20%", "b20")):
             if not finished(p / side):
                 continue
+            ab[label] += delivered(p / side)
             for c in judge(p / "a", p / side, confirm):
                 if is_layernorm(c) and c.ratio is not None:
                     detection[label].append({"pair": i, "case": f"{c.case}:{c.mode} {c.backend}",
@@ -124,7 +137,8 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
                                         "rate": flagged / len(rows) if rows else None,
                                         "cannot_resolve": sum("cannot resolve" in r["note"] for r in rows),
                                         "silent_passes": silent,
-                                        "cannot_resolve_notes": unresolved, "rows": rows}
+                                        "cannot_resolve_notes": unresolved, "rows": rows,
+                                        "delivered_ab": sorted(ab[label])}
     return out_doc
 
 
@@ -191,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         rate = "-" if d["rate"] is None else f"{d['rate']:.0%}"
         print(f"injected {label} on {INJECT}: flagged {d['flagged']} of {d['layernorm_comparisons']} ({rate}); "
               f"{d['cannot_resolve']} say 'cannot resolve'; {len(d['silent_passes'])} silent pass(es)")
+        if d["delivered_ab"]:
+            xs = d["delivered_ab"]
+            print(f"  the spin's in-process A/B in the slowed records: {xs[0]:+.0%} to {xs[-1]:+.0%} "
+                  f"(median {xs[len(xs) // 2]:+.0%}, {len(xs)} records)")
         for note in d["cannot_resolve_notes"]:
             print(f"  {note}")
         for r in d["silent_passes"]:

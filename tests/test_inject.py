@@ -57,3 +57,31 @@ def test_the_delay_starts_once_the_calls_work_is_done():
     run()
     assert events == ["dispatch", "wait out"]
 
+
+
+def test_the_delivered_slowdown_is_measured_ab_in_blocks_as_long_as_the_timed_rounds():
+    """check_delivered alternates plain and slowed blocks (order flipped each pair), sizes
+    them like the timed rounds, keeps the median ratio, and does not count its calls'
+    delays as the timed rounds' delay."""
+    from types import SimpleNamespace
+
+    from xpubench.measure.inject import check_delivered
+
+    plain, slow = SimpleNamespace(cost=0.001), SimpleNamespace(cost=0.00125)
+    order = []
+    drift = iter(1 + 0.001 * i for i in range(10_000))  # the machine slows steadily: alternation cancels it
+
+    def time_block(step, n):
+        order.append(("p" if step is plain else "s", n))
+        return step.cost * n * next(drift)
+
+    own = OwnTime()
+    own.delays.append(0.5)
+    note = {"fraction": 0.25, "_own": own}
+    check_delivered(plain, slow, note, time_block, min_round_s=0.005)
+    assert note["delivered_ab"] == pytest.approx(0.25, abs=0.01)
+    timed = order[6:]  # after three warm-up pairs of single calls
+    assert {n for _, n in timed} == {5}  # 5 ms rounds of a 1 ms step
+    assert [s for s, _ in timed[:4]] == ["p", "s", "s", "p"]
+    assert len(timed) // 2 >= 9
+    assert own.delays == []

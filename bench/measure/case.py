@@ -64,11 +64,14 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
             return rec
         record.note_step(rec, step)
         if options.inject_slowdown:  # validation only (calibrate, the verdict benchmark): said in the record
-            from xpubench.measure.inject import inject_into, parse_injection
+            from xpubench.measure.inject import check_delivered, inject_into, parse_injection
 
+            plain = step
             step, injected = inject_into(step, [parse_injection(t) for t in options.inject_slowdown], case,
                                          wait=backend.sync)
             if injected:
+                # what the spin does to this step, A/B in this process, in blocks as long as the timed rounds'
+                check_delivered(plain, step, injected, backend.time_block, options.timing_config().min_round_s)
                 rec["injected_slowdown"] = injected
         # latency cases: every call timed on its own, until a number of calls
         timing = replace(options.timing_config(), per_call=True) if case.latency else None
@@ -83,8 +86,10 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
 
         inj = finish_note(rec["injected_slowdown"])
         spun = f", median {inj['delay_s'] * 1e6:.1f} us" if inj["delay_s"] is not None else ""
+        ab = inj.get("delivered_ab")
+        got = f"; an in-process A/B before the rounds measured {ab:+.1%}" if ab is not None and ab == ab else ""
         rec.setdefault("warnings", []).append(
-            f"injected slowdown: {inj['fraction']:.0%} of the step's own time busy-waited per call{spun} "
+            f"injected slowdown: {inj['fraction']:.0%} asked, busy-waited per call after the step{spun}{got} "
             f"(--inject-slowdown {inj['pattern']}=...): for validating verdicts only")
     if case.latency and m.timing is not None:
         rec["latency_s"] = latency_block(m.timing.samples)

@@ -7,13 +7,24 @@ own durations in this process (a figure taken once before the timed rounds caugh
 cold first calls, up to 5x the step, and made the injection anything but PCT).
 The record says that it was injected and the median delay spun.
 The busy-wait starts once the call's work is done (``wait``: JAX dispatches
-asynchronously even on the CPU, and a spin beside the running step would hide in it),
-so the step is slower by the full delay on every backend.
+asynchronously even on the CPU, and a spin beside the running step would hide in it).
+
+A spin of PCT is not a slowdown of PCT: what it does depends on the backend and the
+machine. On a 2-core VM, compared across 25 + 25 fresh processes, a "20%" spin slowed
+torch LayerNorm by about 30% (its OpenMP threads fall asleep during the spin and must
+be woken) and JAX LayerNorm forward+backward by about 6%; A/B in one process, the same
+JAX spin measured +17% to +27%, and in some processes of a memory-bound step anything
+from -25% to +40% (the spin lets the other core do the kernel's and the allocator's
+work). So before the timed rounds plain and slowed blocks of calls alternate in this
+process, and the record keeps what this A/B measured (:func:`check_delivered`) beside
+the spin's median delay: a verdict that misses an injection can be read against it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -93,6 +104,44 @@ def slowed(run: Callable[[], Any], fraction: float, wait: Callable[[Any], None] 
     return run_slowed
 
 
+TimeBlock = Callable[[Any, int], float]  # (step, n calls) -> seconds, the device's work done
+CHECK_S = 0.6  # plain + slowed blocks: enough pairs that their median ratio is within a few % on a quiet step
+CHECK_PAIRS = (9, 201)  # at least, at most
+
+
+def ab_slowdown(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int) -> float:
+    """The slowdown the spin delivers, measured in this process: ``pairs`` plain and slowed
+    blocks of n calls, alternating (order flipped every pair), the median of their ratios minus 1."""
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            s_t, p_t = time_block(slowed_step, n), time_block(plain, n)
+        else:
+            p_t, s_t = time_block(plain, n), time_block(slowed_step, n)
+        if p_t > 0:
+            ratios.append(s_t / p_t)
+    return statistics.median(ratios) - 1 if ratios else math.nan
+
+
+def check_delivered(plain: Any, slowed_step: Any, note: dict[str, Any], time_block: TimeBlock,
+                    min_round_s: float = 0.005) -> None:
+    """What the spin does to the step, measured A/B in this process before the timed rounds
+    (:func:`ab_slowdown`, in blocks as long as the timed rounds'), kept in the note as
+    ``delivered_ab``. Measured, not tuned: on a 2-core VM this figure itself moved from
+    -25% to +40% between processes of a memory-bound step (the spin lets the other core
+    do the kernel's and allocator's work), and a spin scaled to it would add that noise
+    to every slowed process."""
+    own: OwnTime = note["_own"]
+    for _ in range(3):  # warm both (first calls are cold) and size the blocks
+        t = time_block(plain, 1)
+        time_block(slowed_step, 1)
+    t = max(t, 1e-7)
+    n = max(1, math.ceil(min_round_s / t))
+    pairs = min(max(math.ceil(CHECK_S / (2 * n * t * (1 + note["fraction"]))), CHECK_PAIRS[0]), CHECK_PAIRS[1])
+    note["delivered_ab"] = ab_slowdown(plain, slowed_step, time_block, n, pairs)
+    own.delays.clear()  # the record's median delay is the timed rounds' own
+
+
 def case_names(case: Any) -> list[str]:
     """The names a GLOB may match, as ``xpubench run -k`` does (suite/name, full name, ...)."""
     return [case.name, f"{case.suite}/{case.name}", case.case_id, case.full_name,
@@ -104,7 +153,8 @@ def inject_into(step: Any, injections: Iterable[Injection], case: Any,
     """``step`` slowed by the first injection matching ``case`` (and the record's note), or unchanged.
 
     ``wait(out)`` blocks until the work behind a call's output is done. The note's
-    ``delay_s`` is the median delay spun so far (:func:`finish_note` after the rounds).
+    ``delay_s`` is the median delay spun so far (:func:`finish_note` after the rounds);
+    :func:`check_delivered` measures what the spin does before the rounds.
     """
     from dataclasses import replace
 
@@ -117,7 +167,8 @@ def inject_into(step: Any, injections: Iterable[Injection], case: Any,
 
 
 def finish_note(note: dict[str, Any]) -> dict[str, Any]:
-    """The record's ``injected_slowdown``: pattern, fraction and the median delay spun per call."""
+    """The record's ``injected_slowdown``: pattern, fraction, the slowdown the spin delivered
+    (in-process A/B, ``delivered_ab``) and the median delay spun per call."""
     own = note.pop("_own", None)
     if own is not None and own.delays:
         xs = sorted(own.delays)
