@@ -74,11 +74,15 @@ def measure(folder: Path, extra: tuple[str, ...], args) -> dict:
 NOTES: list[str] = []  # the confirmations' notes (processes, seconds)
 
 
+EXTRA_FLAGS: list[str] = []  # compare flags every judgement gets (--base-is-this-build)
+
+
 def judge(base: Path, new: Path, confirm: int | None) -> list:
     """compare's verdicts; ``confirm`` None = compare's default (it confirms where NEW can be re-measured)."""
     from xpubench.cli.compare import parse, verdicts
 
     flags = [] if confirm is None else ["--confirm", str(confirm)] if confirm else ["--no-confirm"]
+    flags += EXTRA_FLAGS
     t0 = time.monotonic()
     comparisons, note = verdicts(parse([str(base), str(new), *flags]))
     if note:
@@ -102,7 +106,7 @@ def is_layernorm(c) -> bool:
     return c.suite == "normalization" and c.case.startswith("layernorm")
 
 
-def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
+def summarize(out: Path, pairs: int, confirm: int | None, which: tuple[str, ...] = ("aa", "b10", "b20")) -> dict:
     from xpubench.regress.compare import IMPROVEMENT, REGRESSION
 
     aa_total = aa_alarms = 0
@@ -112,7 +116,7 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
         p = out / f"pair{i}"
         if not finished(p / "a"):
             continue
-        for c in judge(p / "a", p / "a2", confirm) if finished(p / "a2") else []:
+        for c in judge(p / "a", p / "a2", confirm) if "aa" in which and finished(p / "a2") else []:
             if c.ratio is None:
                 continue
             aa_total += 1
@@ -120,7 +124,7 @@ def summarize(out: Path, pairs: int, confirm: int | None) -> dict:
                 aa_alarms += 1
                 alarms.append(f"pair{i} {c.suite}/{c.case}:{c.mode} {c.backend} {c.verdict} {c.ratio - 1:+.1%}")
         for label, side in (("10%", "b10"), ("20%", "b20")):
-            if not finished(p / side):
+            if side not in which or not finished(p / side):
                 continue
             ab[label] += delivered(p / side)
             for c in judge(p / "a", p / side, confirm):
@@ -174,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="judge with compare --confirm K (0: --no-confirm; default: compare's default)")
     ap.add_argument("--sides", default="a,a2,b10,b20", help="which runs of each pair to measure")
     ap.add_argument("--rejudge", action="store_true", help="measure nothing; judge the files under --out")
+    ap.add_argument("--judge", default="aa,b10,b20", help="which comparisons to judge (A/A, A/B10, A/B20)")
+    ap.add_argument("--base-is-this-build", action="store_true",
+                    help="pass it to compare: re-judge runs of an earlier commit with this checkout's code "
+                         "(the confirmation re-measures both sides here)")
     ap.add_argument("--export", type=Path, help="copy the A runs, stripped, here (tests/data/reruns)")
     ap.add_argument("--export-also", type=Path, action="append", default=[],
                     help="more run folders of the same build and selection to export with them")
@@ -192,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 log.append(entry)
                 args.out.mkdir(parents=True, exist_ok=True)
                 log_path.write_text(json.dumps(log, indent=1))
-    summary = summarize(args.out, args.pairs, args.confirm)
+    if args.base_is_this_build:
+        EXTRA_FLAGS.append("--base-is-this-build")
+    summary = summarize(args.out, args.pairs, args.confirm, tuple(args.judge.split(",")))
     summary["runs"] = log
     summary["confirmations"] = NOTES
     walls = [e["wall_s"] for e in log]

@@ -184,3 +184,73 @@ def test_measured_here_reads_the_host_and_cpu():
     assert CF.measured_here(Run.of({"run": {}, "machine": here, "measurements": []}))
     assert not CF.measured_here(Run.of({"run": {}, "machine": {**here, "hostname": "elsewhere"},
                                         "measurements": []}))
+
+
+class NoisyMachine:
+    """Process medians log-normal around each side's true time (seeded): a memory-bound case on a small VM."""
+
+    def __init__(self, true_s: dict[str, float], sd: float, seed: int = 0):
+        import random
+
+        self.true_s, self.sd, self.rng, self.calls = true_s, sd, random.Random(seed), []
+
+    def __call__(self, items, options):
+        side = "slow" if options.get("inject_slowdown") else "fast"
+        self.calls.append((side, len(items)))
+        return [rec(self.true_s[side] * math.exp(self.rng.gauss(0, self.sd)), r["case"]) for r, _ in items]
+
+
+def injected_pair(fast: float, slow: float, cases=("layernorm[d=8]",)):
+    base = [run([rec(fast, c) for c in cases], 1)]
+    new = [run([rec(slow, c) for c in cases], 2,
+               options={"size": "smoke", "inject_slowdown": ["normalization/layernorm*=20%"]})]
+    return base, new
+
+
+def test_an_undecided_suspect_beyond_the_threshold_gets_more_processes_and_is_decided(same_build):
+    """At a 15% spread between processes, 5 + 5 cannot tell a 20% slowdown; up to 25 + 25 can."""
+    base, new = injected_pair(1.0, 1.2)
+    few, _ = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=5, seed=1,
+                        measure=NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2))
+    assert few[0].verdict != C.REGRESSION and "confirmed by 5+5" in few[0].note
+    assert "alpha" not in few[0].note  # one look: the whole alpha
+    machine = NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2)
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
+                           escalate_s=1e9, measure=machine)
+    (c,) = out
+    assert c.verdict == C.REGRESSION and "confirmed by 25+25" in c.note and "alpha 0.005 per look" in c.note
+    assert info.escalated == 1 and info.passes == 25 and len(machine.calls) == 50
+    assert "1 undecided suspect(s) got up to 25 passes" in info.note() and "the most processes" in info.note()
+
+
+def test_only_undecided_suspects_beyond_the_threshold_escalate(same_build):
+    """A suspect whose estimate is inside the threshold stays 'cannot resolve' after K passes;
+    one decided after K passes is not re-measured either."""
+    d = CF.needs_more
+    assert d(C.Decision(C.UNRESOLVED, 1.12, 0.2, False, "processes", "cannot resolve < 30% here"), 0.05)
+    assert d(C.Decision(C.INSIGNIFICANT, 0.90, 0.2, False, "processes", ""), 0.05)
+    assert not d(C.Decision(C.UNRESOLVED, 1.02, 0.7, False, "processes", "cannot resolve < 30% here"), 0.05)
+    assert not d(C.Decision(C.REGRESSION, 1.3, 0.001, True, "processes", ""), 0.05)
+    assert not d(C.Decision(C.UNCHANGED, 1.0, 0.9, False, "processes", ""), 0.05)
+    base, new = injected_pair(1.0, 1.0, cases=("layernorm[d=8]", "layernorm[d=16]"))
+    machine = FakeMachine({"fast": 1.0, "slow": 1.0}, spread=0.001)  # quiet and unchanged: decided at once
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=3, max_processes=25, measure=machine)
+    assert info.escalated == 0 and len(machine.calls) == 6 and all(c.verdict == C.UNCHANGED for c in out)
+
+
+def test_the_extra_passes_stop_at_their_time_cap(same_build):
+    base, new = injected_pair(1.0, 1.2)
+    ticks = iter(range(0, 100_000, 10))  # every clock read: 10 s later
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
+                           escalate_s=100, measure=NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2),
+                           clock=ticks.__next__)
+    assert info.capped and 5 < info.passes < 25 and "stopped by its time cap" in info.note()
+    assert f"confirmed by {info.passes}+{info.passes}" in out[0].note
+
+
+def test_bad_escalation_cap_is_one_line(tmp_path, capsys):
+    from xpubench.cli.main import main
+
+    assert main(["compare", str(tmp_path), str(tmp_path), "--confirm-escalate-s", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--confirm-escalate-s -1: needs seconds >= 0" in err

@@ -7,7 +7,7 @@ import sys
 
 from xpubench.fmt import fraction_arg
 from xpubench.regress.compare import DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, RULES
-from xpubench.regress.confirm import DEFAULT_BUDGET_S, DEFAULT_PROCESSES
+from xpubench.regress.confirm import DEFAULT_BUDGET_S, DEFAULT_MAX_PROCESSES, DEFAULT_PROCESSES
 
 parse_threshold = fraction_arg("threshold")  # "5%" or 0.05
 parse_alpha = fraction_arg("alpha")
@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-budget", type=float, default=DEFAULT_BUDGET_S, metavar="S",
                         help=f"seconds of timed rounds per suspect in each confirming process (default "
                              f"{DEFAULT_BUDGET_S:g}: processes, not rounds, buy power on a noisy machine)")
+    parser.add_argument("--confirm-max", type=int, default=DEFAULT_MAX_PROCESSES, metavar="N",
+                        help=f"a suspect that K processes left undecided with its estimate beyond the threshold gets "
+                             f"more passes, up to N processes per side (default {DEFAULT_MAX_PROCESSES}; N <= K: none); "
+                             "each of its two looks then tests at alpha / 2")
+    parser.add_argument("--confirm-escalate-s", type=float, default=None, metavar="S",
+                        help="time cap of those extra passes in seconds (default: as long as the first K passes took)")
     parser.add_argument("--no-confirm", dest="confirm", action="store_const", const=0,
                         help="judge the files as they are, even where a confirmation could run")
     parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
@@ -91,6 +97,9 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
     budget = getattr(args, "confirm_budget", DEFAULT_BUDGET_S)
     if not budget > 0:
         raise UserError(f"--confirm-budget {budget:g}: needs seconds > 0, e.g. 0.25")
+    escalate_s = getattr(args, "confirm_escalate_s", None)
+    if escalate_s is not None and not escalate_s >= 0:
+        raise UserError(f"--confirm-escalate-s {escalate_s:g}: needs seconds >= 0, e.g. 120")
     base = load_runs([args.base], strict=True).runs
     new = load_runs([args.new], strict=True).runs
     for label, path, runs in (("BASE", args.base, base), ("NEW", args.new, new)):
@@ -116,6 +125,8 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
                                 processes=confirm_k, threshold=args.threshold, alpha=alpha, rule=rule,
                                 seed=getattr(args, "seed", None),
                                 budget_s=budget,
+                                max_processes=getattr(args, "confirm_max", DEFAULT_MAX_PROCESSES),
+                                escalate_s=escalate_s,
                                 base_is_this_build=getattr(args, "base_is_this_build", None))
     return comparisons, info.note()
 

@@ -14,10 +14,21 @@ spread). Cost: per pass and side, one fresh worker per backend (a framework impo
 seconds) that measures all of that backend's suspects (each its build, warm-up and
 time budget); 2K workers per backend (K when only NEW is re-measured). The note
 under the table gives the seconds spent.
+
+**More processes where they can decide.** On a 2-core VM a memory-bound case's
+process medians spread 10-20%, so 5 + 5 processes cannot resolve a 20% change (it
+takes about 25 per side). Paying that for every suspect would cost minutes per case;
+so after the K passes, only the suspects whose estimate lies beyond the threshold but
+whose test did not decide (``unresolved`` or ``insignificant``) get more passes, K at a
+time up to ``max_processes`` per side, while the escalation has spent less than
+``escalate_s`` (default: as long as the first K passes took). A suspect is judged at
+two looks, after the K passes and after its last, so each look tests at alpha / 2:
+the false-alarm rate stays within alpha per case.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, replace
@@ -35,6 +46,9 @@ SUSPECT_VERDICTS = (C.REGRESSION, C.IMPROVEMENT, C.UNSUPPORTED, C.UNRESOLVED)
 # 3 + 3 at the same cost; docs/verdicts.md).
 DEFAULT_PROCESSES = 5
 DEFAULT_BUDGET_S = 0.25  # timed rounds per suspect and process
+# where 5 + 5 did not decide: up to 25 per side (a 20% change at a 15% spread between processes)
+DEFAULT_MAX_PROCESSES = 25
+ESCALATE = (C.UNRESOLVED, C.INSIGNIFICANT)  # no decision yet, though the estimate may be beyond the threshold
 
 # (suspects as (record, backend) pairs, one side's run options) -> their records, in order
 Measure = Callable[[list[tuple[dict[str, Any], str]], dict[str, Any]], list[dict[str, Any]]]
@@ -50,14 +64,23 @@ class Confirmation:
     base_remeasured: bool = True
     seed: int = 0
     budget_s: float = DEFAULT_BUDGET_S
+    escalated: int = 0  # suspects given more passes
+    passes: int = 0  # the most passes any suspect got
+    escalate_s: float = 0.0  # seconds the extra passes took
+    capped: bool = False  # the escalation stopped at its time cap, not at max_processes
 
     def note(self) -> str:
         if not self.suspects:
             return "confirmation: no suspected change to re-measure"
         side = "BASE and NEW alternating" if self.base_remeasured else "NEW only (BASE is another build)"
+        more = ""
+        if self.escalated:
+            why = "its time cap" if self.capped else "the most processes"
+            more = (f"; {self.escalated} undecided suspect(s) got up to {self.passes} passes "
+                    f"({self.escalate_s:.0f} s of it, stopped by {why})")
         return (f"confirmation: {self.suspects} suspect(s) re-measured in {self.processes} fresh worker processes "
                 f"({side}, {self.budget_s:g} s of rounds each, seed {self.seed}) in {self.seconds:.0f} s, "
-                f"about {self.seconds / self.suspects:.0f} s per suspect")
+                f"about {self.seconds / self.suspects:.0f} s per suspect{more}")
 
 
 def same_build(run: Run) -> bool:
@@ -113,16 +136,25 @@ def _side_options(run: Run, budget_s: float) -> dict[str, Any]:
     return opts
 
 
+def needs_more(d: C.Decision, threshold: float) -> bool:
+    """A suspect worth more processes: undecided, with its estimate beyond the threshold."""
+    return d.verdict in ESCALATE and d.ratio is not None and abs(math.log(d.ratio)) > math.log1p(threshold)
+
+
 def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: list[Run], *,
             processes: int = DEFAULT_PROCESSES, threshold: float = C.DEFAULT_THRESHOLD,
             alpha: float = C.DEFAULT_ALPHA, rule: str = C.DEFAULT_RULE, seed: int | None = None,
-            budget_s: float = DEFAULT_BUDGET_S,
+            budget_s: float = DEFAULT_BUDGET_S, max_processes: int = DEFAULT_MAX_PROCESSES,
+            escalate_s: float | None = None,
             base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_processes,
             clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
     """The comparisons with each suspect's verdict replaced by the confirmation's (process level).
 
     K passes; in each, BASE's suspects and NEW's suspects are measured in fresh workers
-    (one per backend and side), the two sides in an order shuffled per pass.
+    (one per backend and side), the two sides in an order shuffled per pass. Then the
+    undecided suspects whose estimate is beyond the threshold get more passes (module
+    docstring): up to ``max_processes`` per side, within ``escalate_s`` seconds (None: as
+    long as the first passes took; ``max_processes <= processes``: no more passes).
     ``base_is_this_build``: None = BASE is re-measured when its recorded commit is this
     checkout's; True/False = the caller knows (``compare --confirm --base-is-this-build``).
     """
@@ -143,11 +175,12 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
     info.base_remeasured = all(both.values())
     got: dict[tuple[str, Any], list[dict]] = {}
     rng = random.Random(seed)
-    for k in range(processes if suspects else 0):
+
+    def one_pass(k: int, group_of: list[C.Comparison]) -> None:
         sides = ["base", "new"]
         rng.shuffle(sides)
         for side in sides:
-            mine = [c for c in suspects if side == "new" or both[c.machine_id]]
+            mine = [c for c in group_of if side == "new" or both[c.machine_id]]
             # one measuring call per machine's run options (a side's options are one run's)
             for mid in dict.fromkeys(c.machine_id for c in mine):
                 group = [c for c in mine if c.machine_id == mid]
@@ -157,19 +190,48 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
                 for c, rec in zip(group, records):
                     rec["pass"] = k
                     got.setdefault((side, c.key), []).append(rec)
+
+    def sides_of(c: C.Comparison) -> tuple[dict, dict]:
+        new_rec = merge_processes(got[("new", c.key)])
+        base_rec = merge_processes(got[("base", c.key)]) if both[c.machine_id] else dict(base_m[c.key].raw)
+        return base_rec, new_rec
+
+    escalating = max_processes > processes
+    look_alpha = alpha / 2 if escalating else alpha  # two looks per suspect (module docstring)
+    for k in range(processes if suspects else 0):
+        one_pass(k, suspects)
+    info.passes = processes if suspects else 0
+    first_s = clock() - start
+    cap = first_s if escalate_s is None else escalate_s
+    more = [c for c in suspects if escalating
+            and needs_more(C.judge(*sides_of(c), threshold=c.threshold, alpha=look_alpha, rule=rule), c.threshold)]
+    info.escalated = len(more)
+    k = processes
+    while more and k < max_processes:
+        t0 = clock()
+        one_pass(k, more)
+        k += 1
+        spent, last = clock() - start - first_s, clock() - t0
+        if k < max_processes and spent + last > cap:  # the next pass would end past the cap
+            info.capped = True
+            break
+    if more:
+        info.passes = k
+        info.escalate_s = clock() - start - first_s
     out = []
     chosen = {id(c) for c in suspects}
     for c in comparisons:
         if id(c) not in chosen:
             out.append(c)
             continue
-        new_rec = merge_processes(got[("new", c.key)])
-        again = both[c.machine_id]
-        base_rec = merge_processes(got[("base", c.key)]) if again else dict(base_m[c.key].raw)
-        d = C.judge(base_rec, new_rec, threshold=c.threshold, alpha=alpha, rule=rule)
-        how = f"{processes}+{processes}" if again else f"0+{processes}"
+        base_rec, new_rec = sides_of(c)
+        d = C.judge(base_rec, new_rec, threshold=c.threshold, alpha=look_alpha, rule=rule)
+        n_new = len(got[("new", c.key)])
+        how = f"{n_new}+{n_new}" if both[c.machine_id] else f"0+{n_new}"
         was = f"was {c.verdict} {C.fmt_change(c.ratio) if c.ratio else ''}".rstrip()
         note = f"confirmed by {how} interleaved fresh processes ({was})"
+        if escalating:
+            note += f", tested at alpha {look_alpha:g} per look"
         out.append(replace(c, verdict=d.verdict, ratio=d.ratio, ratio_ci=d.ratio_ci, p_value=d.p_value,
                            method="confirmed", note=f"{note}; {d.note}" if d.note else note,
                            base_median=Measurement.of(base_rec).median, new_median=Measurement.of(new_rec).median))
