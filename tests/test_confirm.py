@@ -254,3 +254,36 @@ def test_bad_escalation_cap_is_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path), str(tmp_path), "--confirm-escalate-s", "-1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--confirm-escalate-s -1: needs seconds >= 0" in err
+
+
+def test_a_suspect_whose_estimate_comes_back_inside_the_threshold_stops_escalating(same_build):
+    """Every K extra passes the undecided are looked at again: noise that regressed toward
+    no change stops costing processes; a real change goes on."""
+    cases = ("layernorm[d=8]", "layernorm[d=16]")
+    base, new = injected_pair(1.0, 1.0, cases=cases)
+
+    class Scripted:
+        """Process medians +-30% alternating (undecided at 5 + 5); d=8 is 25% slower in NEW,
+        d=16 is 8% slower in NEW's first 5 processes only (a lucky first look)."""
+
+        def __init__(self):
+            self.seen: dict[tuple[str, str], int] = {}
+
+        def __call__(self, items, options):
+            side = "slow" if options.get("inject_slowdown") else "fast"
+            out = []
+            for r, _ in items:
+                n = self.seen[(side, r["case"])] = self.seen.get((side, r["case"]), 0) + 1
+                shift = 1.0 if side == "fast" else 1.25 if r["case"] == "layernorm[d=8]" else 1.08 if n <= 5 else 0.98
+                out.append(rec(shift * math.exp(0.3 * (1 if n % 2 else -1)), r["case"]))
+            return out
+
+    machine = Scripted()
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
+                           escalate_s=1e9, measure=machine)
+    assert info.escalated == 2
+    assert machine.seen[("slow", "layernorm[d=16]")] == 10  # dropped at the first look after 5 more
+    assert machine.seen[("slow", "layernorm[d=8]")] == 25
+    by_case = {c.case: c for c in out}
+    assert "confirmed by 10+10" in by_case["layernorm[d=16]"].note
+    assert by_case["layernorm[d=16]"].verdict != C.REGRESSION

@@ -21,9 +21,11 @@ takes about 25 per side). Paying that for every suspect would cost minutes per c
 so after the K passes, only the suspects whose estimate lies beyond the threshold but
 whose test did not decide (``unresolved`` or ``insignificant``) get more passes, K at a
 time up to ``max_processes`` per side, while the escalation has spent less than
-``escalate_s`` (default: as long as the first K passes took). A suspect is judged at
-two looks, after the K passes and after its last, so each look tests at alpha / 2:
-the false-alarm rate stays within alpha per case.
+``escalate_s`` (default: as long as the first K passes took); every K passes, one
+whose estimate came back inside the threshold stops (its passes go to the others). A
+suspect is judged at two looks, after the K passes and after its last, so each look
+tests at alpha / 2: the false-alarm rate stays within alpha per case (stopping for
+futility only removes alarms).
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ def needs_more(d: C.Decision, threshold: float) -> bool:
     return d.verdict in ESCALATE and d.ratio is not None and abs(math.log(d.ratio)) > math.log1p(threshold)
 
 
+def beyond(sides: tuple[dict, dict], threshold: float) -> bool:
+    """Whether the process-level estimate of NEW / BASE lies beyond the threshold."""
+    base, new = (Measurement.of(r).median for r in sides)
+    return bool(base and new) and abs(math.log(new / base)) > math.log1p(threshold)
+
+
 def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: list[Run], *,
             processes: int = DEFAULT_PROCESSES, threshold: float = C.DEFAULT_THRESHOLD,
             alpha: float = C.DEFAULT_ALPHA, rule: str = C.DEFAULT_RULE, seed: int | None = None,
@@ -212,7 +220,12 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
         one_pass(k, more)
         k += 1
         spent, last = clock() - start - first_s, clock() - t0
-        if k < max_processes and spent + last > cap:  # the next pass would end past the cap
+        if k % processes == 0:
+            # every K passes, a suspect whose estimate came back inside the threshold stops
+            # (stopping for futility only ever removes alarms: the alpha per look holds)
+            # (a suspect that looks decided goes on: stopping there would add looks that can alarm)
+            more = [c for c in more if beyond(sides_of(c), c.threshold)]
+        if more and k < max_processes and spent + last > cap:  # the next pass would end past the cap
             info.capped = True
             break
     if more:
