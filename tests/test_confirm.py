@@ -283,7 +283,7 @@ def test_a_suspect_whose_estimate_comes_back_inside_the_threshold_stops_escalati
                            escalate_s=1e9, measure=machine)
     assert info.escalated == 2
     assert machine.seen[("slow", "layernorm[d=16]")] == 10  # dropped at the first look after 5 more
-    assert machine.seen[("slow", "layernorm[d=8]")] == 25
+    assert machine.seen[("slow", "layernorm[d=8]")] == 25 and info.stopped_by == "the most processes"
     by_case = {c.case: c for c in out}
     assert "confirmed by 10+10" in by_case["layernorm[d=16]"].note
     assert by_case["layernorm[d=16]"].verdict != C.REGRESSION

@@ -19,8 +19,8 @@ under the table gives the seconds spent.
 process medians spread 10-20%, so 5 + 5 processes cannot resolve a 20% change (it
 takes about 25 per side). Paying that for every suspect would cost minutes per case;
 so after the K passes, only the suspects whose estimate lies beyond the threshold but
-whose test did not decide (``unresolved`` or ``insignificant``) get more passes, K at a
-time up to ``max_processes`` per side, while the escalation has spent less than
+whose test did not decide (``unresolved`` or ``insignificant``) get more passes, one
+at a time up to ``max_processes`` per side, while the escalation has spent less than
 ``escalate_s`` (default: as long as the first K passes took); every K passes, one
 whose estimate came back inside the threshold stops (its passes go to the others). A
 suspect is judged at two looks, after the K passes and after its last, so each look
@@ -69,7 +69,8 @@ class Confirmation:
     escalated: int = 0  # suspects given more passes
     passes: int = 0  # the most passes any suspect got
     escalate_s: float = 0.0  # seconds the extra passes took
-    capped: bool = False  # the escalation stopped at its time cap, not at max_processes
+    capped: bool = False  # the escalation stopped at its time cap
+    stopped_by: str = ""  # what ended the extra passes, in words
 
     def note(self) -> str:
         if not self.suspects:
@@ -77,9 +78,8 @@ class Confirmation:
         side = "BASE and NEW alternating" if self.base_remeasured else "NEW only (BASE is another build)"
         more = ""
         if self.escalated:
-            why = "its time cap" if self.capped else "the most processes"
             more = (f"; {self.escalated} undecided suspect(s) got up to {self.passes} passes "
-                    f"({self.escalate_s:.0f} s of it, stopped by {why})")
+                    f"({self.escalate_s:.0f} s of it, stopped by {self.stopped_by})")
         return (f"confirmation: {self.suspects} suspect(s) re-measured in {self.processes} fresh worker processes "
                 f"({side}, {self.budget_s:g} s of rounds each, seed {self.seed}) in {self.seconds:.0f} s, "
                 f"about {self.seconds / self.suspects:.0f} s per suspect{more}")
@@ -221,16 +221,18 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
         k += 1
         spent, last = clock() - start - first_s, clock() - t0
         if k % processes == 0:
-            # every K passes, a suspect whose estimate came back inside the threshold stops
-            # (stopping for futility only ever removes alarms: the alpha per look holds)
-            # (a suspect that looks decided goes on: stopping there would add looks that can alarm)
+            # every K passes, a suspect whose estimate came back inside the threshold stops:
+            # stopping for futility only ever removes alarms, so the alpha per look holds (one
+            # that looks decided goes on: stopping there would add looks that can alarm)
             more = [c for c in more if beyond(sides_of(c), c.threshold)]
         if more and k < max_processes and spent + last > cap:  # the next pass would end past the cap
             info.capped = True
             break
-    if more:
+    if info.escalated:
         info.passes = k
         info.escalate_s = clock() - start - first_s
+        info.stopped_by = ("its time cap" if info.capped else "the most processes" if more
+                           else "every estimate coming back inside the threshold")
     out = []
     chosen = {id(c) for c in suspects}
     for c in comparisons:
