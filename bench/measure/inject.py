@@ -12,10 +12,10 @@ asynchronously even on the CPU, and a spin beside the running step would hide in
 A spin of PCT is not a slowdown of PCT: what it does depends on the backend and the
 machine. On a 2-core VM, compared across 25 + 25 fresh processes, a "20%" spin slowed
 torch LayerNorm by about 30% (its OpenMP threads fall asleep during the spin and must
-be woken) and JAX LayerNorm forward+backward by about 6%; A/B in one process, the same
-JAX spin measured +17% to +27%, and in some processes of a memory-bound step anything
-from -25% to +40% (the spin lets the other core do the kernel's and the allocator's
-work). So before the timed rounds plain and slowed blocks of calls alternate in this
+be woken) and JAX LayerNorm forward+backward by -7% to +9% (five pairs of runs); A/B
+in one process, the same JAX spin measured +18% in one process and +0.4% in the next
+(the spin lets the other core finish the last call's leftover work, which otherwise
+slows the next call). So before the timed rounds plain and slowed blocks of calls alternate in this
 process, and the record keeps what this A/B measured (:func:`check_delivered`) beside
 the spin's median delay: a verdict that misses an injection can be read against it.
 """
@@ -111,13 +111,22 @@ CHECK_PAIRS = (9, 201)  # at least, at most
 
 def ab_slowdown(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int) -> float:
     """The slowdown the spin delivers, measured in this process: ``pairs`` plain and slowed
-    blocks of n calls, alternating (order flipped every pair), the median of their ratios minus 1."""
+    blocks of n calls, alternating (order flipped every pair), the median of their ratios minus 1.
+
+    Each timed block follows one untimed call of its own kind: a call's cost depends on
+    the one before it (JAX forward+backward ran about 20% faster after a spin, which let
+    the last call's leftover work finish), and the timed rounds never mix the two."""
+
+    def block(step: Any) -> float:
+        time_block(step, 1)
+        return time_block(step, n)
+
     ratios = []
     for i in range(pairs):
         if i % 2:
-            s_t, p_t = time_block(slowed_step, n), time_block(plain, n)
+            s_t, p_t = block(slowed_step), block(plain)
         else:
-            p_t, s_t = time_block(plain, n), time_block(slowed_step, n)
+            p_t, s_t = block(plain), block(slowed_step)
         if p_t > 0:
             ratios.append(s_t / p_t)
     return statistics.median(ratios) - 1 if ratios else math.nan
@@ -137,7 +146,7 @@ def check_delivered(plain: Any, slowed_step: Any, note: dict[str, Any], time_blo
         time_block(slowed_step, 1)
     t = max(t, 1e-7)
     n = max(1, math.ceil(min_round_s / t))
-    pairs = min(max(math.ceil(CHECK_S / (2 * n * t * (1 + note["fraction"]))), CHECK_PAIRS[0]), CHECK_PAIRS[1])
+    pairs = min(max(math.ceil(CHECK_S / (2 * (n + 1) * t * (1 + note["fraction"]))), CHECK_PAIRS[0]), CHECK_PAIRS[1])
     note["delivered_ab"] = ab_slowdown(plain, slowed_step, time_block, n, pairs)
     own.delays.clear()  # the record's median delay is the timed rounds' own
 
