@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -87,7 +88,8 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         inj = finish_note(rec["injected_slowdown"])
         spun = f", median {inj['delay_s'] * 1e6:.1f} us" if inj["delay_s"] is not None else ""
         ab = inj.get("delivered_ab")
-        got = f"; an in-process A/B before the rounds measured {ab:+.1%}" if ab is not None and ab == ab else ""
+        measured = ab is not None and not math.isnan(ab)
+        got = f"; an in-process A/B before the rounds measured {ab:+.1%}" if measured else ""
         rec.setdefault("warnings", []).append(
             f"injected slowdown: {inj['fraction']:.0%} asked, busy-waited per call after the step{spun}{got} "
             f"(--inject-slowdown {inj['pattern']}=...): for validating verdicts only")

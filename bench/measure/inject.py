@@ -15,9 +15,10 @@ torch LayerNorm by about 30% (its OpenMP threads fall asleep during the spin and
 be woken) and JAX LayerNorm forward+backward by -7% to +9% (five pairs of runs); A/B
 in one process, the same JAX spin measured +18% in one process and +0.4% in the next
 (the spin lets the other core finish the last call's leftover work, which otherwise
-slows the next call). So before the timed rounds plain and slowed blocks of calls alternate in this
-process, and the record keeps what this A/B measured (:func:`check_delivered`) beside
-the spin's median delay: a verdict that misses an injection can be read against it.
+slows the next call). So before the timed rounds plain and slowed blocks of calls
+alternate in this process, and the record keeps what this A/B measured
+(:func:`check_delivered`) beside the spin's median delay: a verdict that misses an
+injection can be read against it.
 """
 
 from __future__ import annotations
