@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_BUDGET_S:g}: processes, not rounds, buy power on a noisy machine)")
     parser.add_argument("--confirm-max", type=int, default=DEFAULT_MAX_PROCESSES, metavar="N",
                         help="a suspect that K processes left undecided with its estimate beyond the "
-                             f"threshold gets more passes, up to N processes per side (default {DEFAULT_MAX_PROCESSES}; N <= K: none); "
-                             "each of its two looks then tests at alpha / 2")
+                             f"threshold gets more passes, up to N processes per side (default {DEFAULT_MAX_PROCESSES}; "
+                             "N <= K: none); each of its two looks then tests at alpha / 2")
     parser.add_argument("--confirm-escalate-s", type=float, default=None, metavar="S",
                         help="time cap of those extra passes in seconds (default: as long as the first K passes took)")
     parser.add_argument("--no-confirm", dest="confirm", action="store_const", const=0,
