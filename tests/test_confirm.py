@@ -287,3 +287,24 @@ def test_a_suspect_whose_estimate_comes_back_inside_the_threshold_stops_escalati
     by_case = {c.case: c for c in out}
     assert "confirmed by 10+10" in by_case["layernorm[d=16]"].note
     assert by_case["layernorm[d=16]"].verdict != C.REGRESSION
+
+
+def test_the_note_says_when_every_escalated_estimate_came_back_inside_the_threshold(same_build):
+    """A lucky first look (+8%), then no change: the extra passes end at the first look after K more."""
+    base, new = injected_pair(1.0, 1.0)
+    seen = {}
+
+    def lucky(items, options):
+        side = "slow" if options.get("inject_slowdown") else "fast"
+        out = []
+        for r, _ in items:
+            n = seen[side] = seen.get(side, 0) + 1
+            shift = 1.08 if side == "slow" and n <= 5 else 1.0
+            out.append(rec(shift * math.exp(0.3 * (1 if n % 2 else -1)), r["case"]))
+        return out
+
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
+                           escalate_s=1e9, measure=lucky)
+    assert info.escalated == 1 and info.passes == 10 and seen["slow"] == 10
+    assert "stopped by every estimate coming back inside the threshold" in info.note()
+    assert out[0].verdict != C.REGRESSION
