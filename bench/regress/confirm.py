@@ -138,15 +138,20 @@ def _side_options(run: Run, budget_s: float) -> dict[str, Any]:
     return opts
 
 
+def past(ratio: float | None, threshold: float) -> bool:
+    """Whether a ratio NEW / BASE lies beyond the threshold, either way."""
+    return bool(ratio) and abs(math.log(ratio)) > math.log1p(threshold)
+
+
 def needs_more(d: C.Decision, threshold: float) -> bool:
     """A suspect worth more processes: undecided, with its estimate beyond the threshold."""
-    return d.verdict in ESCALATE and d.ratio is not None and abs(math.log(d.ratio)) > math.log1p(threshold)
+    return d.verdict in ESCALATE and past(d.ratio, threshold)
 
 
 def beyond(sides: tuple[dict, dict], threshold: float) -> bool:
     """Whether the process-level estimate of NEW / BASE lies beyond the threshold."""
     base, new = (Measurement.of(r).median for r in sides)
-    return bool(base and new) and abs(math.log(new / base)) > math.log1p(threshold)
+    return bool(base and new) and past(new / base, threshold)
 
 
 def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: list[Run], *,
