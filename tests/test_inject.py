@@ -59,29 +59,57 @@ def test_the_delay_starts_once_the_calls_work_is_done():
 
 
 
-def test_the_delivered_slowdown_is_measured_ab_in_blocks_as_long_as_the_timed_rounds():
-    """check_delivered alternates plain and slowed blocks (order flipped each pair), sizes
-    them like the timed rounds, keeps the median ratio, and does not count its calls'
-    delays as the timed rounds' delay."""
+def test_the_spin_is_tuned_to_the_asked_slowdown_then_what_it_delivers_is_measured_ab():
+    """A step that runs faster after a spin (JAX forward+backward on a 2-core VM: the other
+    core finishes the last call's leftover work): a spin of the asked 25% would deliver 0%.
+    check_delivered tunes the share so the slowed calls take 25% longer than the plain ones,
+    then measures what it delivers; blocks alternate (order flipped each pair), sized like
+    the timed rounds, and its calls' delays are not counted as the timed rounds' delay."""
     from types import SimpleNamespace
 
     from xpubench.measure.inject import check_delivered
 
-    plain, slow = SimpleNamespace(cost=0.001), SimpleNamespace(cost=0.00125)
+    own = OwnTime()
+    own.spin = 0.25
+    plain, slow = SimpleNamespace(), SimpleNamespace()
     order = []
     drift = iter(1 + 0.001 * i for i in range(10_000))  # the machine slows steadily: alternation cancels it
 
     def time_block(step, n):
         order.append(("p" if step is plain else "s", n))
-        return step.cost * n * next(drift)
+        d = next(drift)
+        if step is plain:
+            return 0.001 * n * d
+        for _ in range(n):  # after a spin the call itself costs 0.8 ms
+            own.add(0.0008 * d)
+        return 0.0008 * d * (1 + own.spin) * n
 
-    own = OwnTime()
     own.delays.append(0.5)
     note = {"fraction": 0.25, "_own": own}
     check_delivered(plain, slow, note, time_block, min_round_s=0.005)
-    assert note["delivered_ab"] == pytest.approx(0.25, abs=0.015)
+    assert note["spin"] == pytest.approx(1.25 * 1.0 / 0.8 - 1, abs=0.02)  # 56%, not the 25% asked
+    assert own.spin == note["spin"]
+    assert note["delivered_ab"] == pytest.approx(0.25, abs=0.02)
     blocks = order[6:]  # after three warm-up pairs of single calls
     # each timed block of 5 calls (5 ms rounds of a 1 ms step) follows one untimed call of its own kind
     assert blocks[:8] == [("p", 1), ("p", 5), ("s", 1), ("s", 5), ("s", 1), ("s", 5), ("p", 1), ("p", 5)]
-    assert len(blocks) // 4 >= 9
+    assert len(blocks) // 4 >= 2 * 9  # at least 9 pairs to tune, 9 to check
     assert own.delays == []
+
+
+def test_a_step_already_slower_after_a_spin_gets_none():
+    from types import SimpleNamespace
+
+    from xpubench.measure.inject import tune_spin
+
+    own = OwnTime()
+    plain, slow = SimpleNamespace(), SimpleNamespace()
+
+    def time_block(step, n):
+        if step is plain:
+            return 0.001 * n
+        for _ in range(n):
+            own.add(0.002)  # twice the plain call's cost
+        return 0.002 * n
+
+    assert tune_spin(plain, slow, own, 0.2, time_block, n=2, pairs=9) == 0.0

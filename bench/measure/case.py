@@ -71,7 +71,7 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
             step, injected = inject_into(step, [parse_injection(t) for t in options.inject_slowdown], case,
                                          wait=backend.sync)
             if injected:
-                # what the spin does to this step, A/B in this process, in blocks as long as the timed rounds'
+                # the spin tuned to the asked slowdown, then what it delivers: A/B in this process
                 check_delivered(plain, step, injected, backend.time_block, options.timing_config().min_round_s)
                 rec["injected_slowdown"] = injected
         # latency cases: every call timed on its own, until a number of calls
@@ -86,12 +86,13 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         from xpubench.measure.inject import finish_note
 
         inj = finish_note(rec["injected_slowdown"])
+        share = f" ({inj['spin']:.0%} of its own time, tuned in this process)" if "spin" in inj else ""
         spun = f", median {inj['delay_s'] * 1e6:.1f} us" if inj["delay_s"] is not None else ""
         ab = inj.get("delivered_ab")
         measured = ab is not None and not math.isnan(ab)
         got = f"; an in-process A/B before the rounds measured {ab:+.1%}" if measured else ""
         rec.setdefault("warnings", []).append(
-            f"injected slowdown: {inj['fraction']:.0%} asked, busy-waited per call after the step{spun}{got} "
+            f"injected slowdown: {inj['fraction']:.0%} asked, busy-waited per call after the step{share}{spun}{got} "
             f"(--inject-slowdown {inj['pattern']}=...): for validating verdicts only")
     if case.latency and m.timing is not None:
         rec["latency_s"] = latency_block(m.timing.samples)

@@ -2,23 +2,22 @@
 
 ``calibrate`` and the verdict benchmark need a build that is known to be slower by a
 known amount. Each call of a matching case's step is followed, inside the timed
-region, by a busy-wait of PCT of the step's own time: the median of its last calls'
+region, by a busy-wait: a share of the step's own time, the median of its last calls'
 own durations in this process (a figure taken once before the timed rounds caught
-cold first calls, up to 5x the step, and made the injection anything but PCT).
-The record says that it was injected and the median delay spun.
-The busy-wait starts once the call's work is done (``wait``: JAX dispatches
-asynchronously even on the CPU, and a spin beside the running step would hide in it).
+cold first calls, up to 5x the step). The busy-wait starts once the call's work is
+done (``wait``: JAX dispatches asynchronously even on the CPU, and a spin beside the
+running step would hide in it).
 
-A spin of PCT is not a slowdown of PCT: what it does depends on the backend and the
-machine. On a 2-core VM, compared across 25 + 25 fresh processes, a "20%" spin slowed
-torch LayerNorm by about 30% (its OpenMP threads fall asleep during the spin and must
-be woken) and JAX LayerNorm forward+backward by -7% to +9% (five pairs of runs); A/B
-in one process, the same JAX spin measured +18% in one process and +0.4% in the next
-(the spin lets the other core finish the last call's leftover work, which otherwise
-slows the next call). So before the timed rounds plain and slowed blocks of calls
-alternate in this process, and the record keeps what this A/B measured
-(:func:`check_delivered`) beside the spin's median delay: a verdict that misses an
-injection can be read against it.
+A spin of PCT is not a slowdown of PCT. On a 2-core VM a "20%" spin slowed torch
+LayerNorm by about 30% across processes (its OpenMP threads fall asleep during the
+spin and must be woken) and JAX LayerNorm forward+backward by about 1% (the other
+core finishes the last call's leftover work during the spin, so the next call runs
+about 17% faster than it does back to back). So the share is tuned in each process
+before the timed rounds (:func:`tune_spin`): plain and slowed blocks of calls
+alternate, and the spin becomes the share of the slowed calls' own time that makes
+them take PCT longer than the plain calls took. Then a second A/B of blocks measures
+what the tuned spin delivers (:func:`check_delivered`). The record keeps the share
+(``spin``), the spin's median delay and that A/B (``delivered_ab``).
 """
 
 from __future__ import annotations
@@ -68,10 +67,12 @@ def busy_wait(seconds: float, clock: Callable[[], float] = time.perf_counter) ->
 
 
 class OwnTime:
-    """The median of a step's last ``window`` own call durations (the spin excluded)."""
+    """The median of a step's last ``window`` own call durations (the spin excluded), and
+    the spin as a share of it (``spin``: the asked fraction until :func:`tune_spin`)."""
 
-    def __init__(self, window: int = 31):
+    def __init__(self, window: int = 31, spin: float = 0.0):
         self.window = window
+        self.spin = spin
         self.recent: list[float] = []
         self.delays: list[float] = []
 
@@ -88,16 +89,17 @@ class OwnTime:
 
 def slowed(run: Callable[[], Any], fraction: float, wait: Callable[[Any], None] = lambda out: None,
            own: OwnTime | None = None, clock: Callable[[], float] = time.perf_counter) -> Callable[[], Any]:
-    """``run``, then (once ``wait`` says its work is done) a busy-wait of ``fraction`` of the
-    step's own time (``own``: the median of its recent calls), on every call."""
+    """``run``, then (once ``wait`` says its work is done) a busy-wait of ``own.spin`` (at
+    first ``fraction``) of the step's own time (the median of its recent calls), on every call."""
     own = own if own is not None else OwnTime()
+    own.spin = fraction
 
     def run_slowed() -> Any:
         t0 = clock()
         out = run()
         wait(out)
         own.add(clock() - t0)
-        delay = fraction * own.median
+        delay = own.spin * own.median
         own.delays.append(delay)
         busy_wait(delay, clock)
         return out
@@ -106,48 +108,74 @@ def slowed(run: Callable[[], Any], fraction: float, wait: Callable[[Any], None] 
 
 
 TimeBlock = Callable[[Any, int], float]  # (step, n calls) -> seconds, the device's work done
-CHECK_S = 0.6  # plain + slowed blocks: enough pairs that their median ratio is within a few % on a quiet step
-CHECK_PAIRS = (9, 201)  # at least, at most
+AB_S = 0.4  # each A/B (tuning, check): enough pairs of blocks that their medians hold within a few %
+AB_PAIRS = (9, 201)  # at least, at most
+TUNE_ROUNDS = 2
 
 
-def ab_slowdown(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int) -> float:
-    """The slowdown the spin delivers, measured in this process: ``pairs`` plain and slowed
-    blocks of n calls, alternating (order flipped every pair), the median of their ratios minus 1.
+def alternate_blocks(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int,
+                     after_slowed: Callable[[], None] = lambda: None) -> tuple[list[float], list[float]]:
+    """``pairs`` plain and slowed blocks of n calls, alternating (order flipped every pair):
+    their seconds per call. ``after_slowed`` runs after each slowed block.
 
     Each timed block follows one untimed call of its own kind: a call's cost depends on
-    the one before it (JAX forward+backward ran about 20% faster after a spin, which let
+    the one before it (JAX forward+backward ran about 17% faster after a spin, which let
     the last call's leftover work finish), and the timed rounds never mix the two."""
 
     def block(step: Any) -> float:
         time_block(step, 1)
-        return time_block(step, n)
+        return time_block(step, n) / n
 
-    ratios = []
+    plains, slows = [], []
     for i in range(pairs):
-        if i % 2:
-            s_t, p_t = block(slowed_step), block(plain)
-        else:
-            p_t, s_t = block(plain), block(slowed_step)
-        if p_t > 0:
-            ratios.append(s_t / p_t)
+        for kind in (("s", "p") if i % 2 else ("p", "s")):
+            if kind == "p":
+                plains.append(block(plain))
+            else:
+                slows.append(block(slowed_step))
+                after_slowed()
+    return plains, slows
+
+
+def ab_slowdown(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int) -> float:
+    """The slowdown the spin delivers, measured in this process: the median ratio of
+    slowed to plain blocks (:func:`alternate_blocks`) minus 1."""
+    plains, slows = alternate_blocks(plain, slowed_step, time_block, n, pairs)
+    ratios = [s / p for p, s in zip(plains, slows) if p > 0]
     return statistics.median(ratios) - 1 if ratios else math.nan
+
+
+def tune_spin(plain: Any, slowed_step: Any, own: OwnTime, fraction: float, time_block: TimeBlock,
+              n: int, pairs: int) -> float:
+    """The share of the slowed calls' own time to spin so that they take ``fraction`` longer
+    than the plain calls, both measured here (:func:`alternate_blocks`); ``own.spin`` is set to it.
+
+    plain calls cost P (the median of their blocks), slowed calls cost their own time O
+    (the median of its running medians) plus the spin: (1 + spin) O = (1 + fraction) P.
+    Never below 0: a step that is already slower after a spin gets none."""
+    owns: list[float] = []
+    plains, _ = alternate_blocks(plain, slowed_step, time_block, n, pairs,
+                                 after_slowed=lambda: owns.append(own.median))
+    p, o = statistics.median(plains), statistics.median(owns)
+    if p > 0 and o > 0:
+        own.spin = max(0.0, (1 + fraction) * p / o - 1)
+    return own.spin
 
 
 def check_delivered(plain: Any, slowed_step: Any, note: dict[str, Any], time_block: TimeBlock,
                     min_round_s: float = 0.005) -> None:
-    """What the spin does to the step, measured A/B in this process before the timed rounds
-    (:func:`ab_slowdown`, in blocks as long as the timed rounds'), kept in the note as
-    ``delivered_ab``. Measured, not tuned: on a 2-core VM this figure itself moved from
-    -25% to +40% between processes of a memory-bound step (the spin lets the other core
-    do the kernel's and allocator's work), and a spin scaled to it would add that noise
-    to every slowed process."""
+    """Tune the spin in this process (:func:`tune_spin`), then measure what it delivers
+    (:func:`ab_slowdown`), both in blocks as long as the timed rounds'. The note keeps the
+    tuned share as ``spin`` and the A/B as ``delivered_ab``."""
     own: OwnTime = note["_own"]
     for _ in range(3):  # warm both (first calls are cold) and size the blocks
         t = time_block(plain, 1)
         time_block(slowed_step, 1)
     t = max(t, 1e-7)
     n = max(1, math.ceil(min_round_s / t))
-    pairs = min(max(math.ceil(CHECK_S / (2 * (n + 1) * t * (1 + note["fraction"]))), CHECK_PAIRS[0]), CHECK_PAIRS[1])
+    pairs = min(max(math.ceil(AB_S / (2 * (n + 1) * t * (1 + note["fraction"]))), AB_PAIRS[0]), AB_PAIRS[1])
+    for _ in range(TUNE_ROUNDS):
+        note["spin"] = tune_spin(plain, slowed_step, own, note["fraction"], time_block, n, pairs)
     note["delivered_ab"] = ab_slowdown(plain, slowed_step, time_block, n, pairs)
     own.delays.clear()  # the record's median delay is the timed rounds' own
 
@@ -164,7 +192,7 @@ def inject_into(step: Any, injections: Iterable[Injection], case: Any,
 
     ``wait(out)`` blocks until the work behind a call's output is done. The note's
     ``delay_s`` is the median delay spun so far (:func:`finish_note` after the rounds);
-    :func:`check_delivered` measures what the spin does before the rounds.
+    :func:`check_delivered` tunes the spin and measures what it does before the rounds.
     """
     from dataclasses import replace
 
@@ -177,8 +205,9 @@ def inject_into(step: Any, injections: Iterable[Injection], case: Any,
 
 
 def finish_note(note: dict[str, Any]) -> dict[str, Any]:
-    """The record's ``injected_slowdown``: pattern, fraction, the slowdown the spin delivered
-    (in-process A/B, ``delivered_ab``) and the median delay spun per call."""
+    """The record's ``injected_slowdown``: pattern, fraction, the spin's tuned share of the
+    step's own time (``spin``), the slowdown it delivered (in-process A/B, ``delivered_ab``)
+    and the median delay spun per call."""
     own = note.pop("_own", None)
     if own is not None and own.delays:
         xs = sorted(own.delays)
