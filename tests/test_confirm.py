@@ -256,6 +256,14 @@ def test_bad_escalation_cap_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "--confirm-escalate-s -1: needs seconds >= 0" in err
 
 
+def test_a_bad_focus_is_one_line(tmp_path, capsys):
+    from xpubench.cli.main import main
+
+    assert main(["compare", str(tmp_path), str(tmp_path), "--confirm-focus", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--confirm-focus 0: needs at least 1 suspect per pass" in err
+
+
 def test_a_suspect_whose_estimate_comes_back_inside_the_threshold_stops_escalating(same_build):
     """Every K extra passes the undecided are looked at again: noise that regressed toward
     no change stops costing processes; a real change goes on."""
@@ -308,3 +316,32 @@ def test_the_note_says_when_every_escalated_estimate_came_back_inside_the_thresh
     assert info.escalated == 1 and info.passes == 10 and seen["slow"] == 10
     assert "stopped by every estimate coming back inside the threshold" in info.note()
     assert out[0].verdict != C.REGRESSION
+
+
+def test_each_extra_pass_measures_only_the_strongest_undecided_suspects(same_build):
+    """Four noisy suspects +8% and one real +25% change, all undecided at 5 + 5: with a focus
+    of one, every extra pass goes to the real change until it has its 25 processes, instead
+    of the cap being spread over all five."""
+    cases = ("layernorm[d=8]", "layernorm[d=16]", "layernorm[d=24]", "layernorm[d=32]", "layernorm[d=40]")
+    base, new = injected_pair(1.0, 1.0, cases=cases)
+    order, seen = [], {}
+
+    def machine(items, options):
+        side = "slow" if options.get("inject_slowdown") else "fast"
+        if len(seen.get((side, items[0][0]["case"]), ())) >= 5:
+            order.append([r["case"] for r, _ in items])
+        out = []
+        for r, _ in items:
+            xs = seen.setdefault((side, r["case"]), [])
+            xs.append(1)
+            shift = 1.0 if side == "fast" else 1.25 if r["case"] == "layernorm[d=8]" else 1.08
+            out.append(rec(shift * math.exp(0.3 * (1 if len(xs) % 2 else -1)), r["case"]))
+        return out
+
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
+                           escalate_s=1e9, focus=1, measure=machine)
+    assert info.escalated == 5
+    assert order[:40] == [["layernorm[d=8]"]] * 40  # 20 extra passes, both sides, the real change alone
+    by_case = {c.case: c for c in out}
+    assert "confirmed by 25+25" in by_case["layernorm[d=8]"].note
+    assert info.passes == 25

@@ -7,7 +7,7 @@ import sys
 
 from xpubench.fmt import fraction_arg
 from xpubench.regress.compare import DEFAULT_ALPHA, DEFAULT_RULE, DEFAULT_THRESHOLD, RULES
-from xpubench.regress.confirm import DEFAULT_BUDGET_S, DEFAULT_MAX_PROCESSES, DEFAULT_PROCESSES
+from xpubench.regress.confirm import DEFAULT_BUDGET_S, DEFAULT_FOCUS, DEFAULT_MAX_PROCESSES, DEFAULT_PROCESSES
 
 parse_threshold = fraction_arg("threshold")  # "5%" or 0.05
 parse_alpha = fraction_arg("alpha")
@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "N <= K: none); each of its two looks then tests at alpha / 2")
     parser.add_argument("--confirm-escalate-s", type=float, default=None, metavar="S",
                         help="time cap of those extra passes in seconds (default: as long as the first K passes took)")
+    parser.add_argument("--confirm-focus", type=int, default=DEFAULT_FOCUS, metavar="M",
+                        help="each extra pass measures the M undecided suspects nearest a decision (smallest "
+                             f"p-value; default {DEFAULT_FOCUS}), so the cap is not spread over every noisy one")
     parser.add_argument("--no-confirm", dest="confirm", action="store_const", const=0,
                         help="judge the files as they are, even where a confirmation could run")
     parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
@@ -100,6 +103,9 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
     escalate_s = getattr(args, "confirm_escalate_s", None)
     if escalate_s is not None and not escalate_s >= 0:
         raise UserError(f"--confirm-escalate-s {escalate_s:g}: needs seconds >= 0, e.g. 120")
+    focus = getattr(args, "confirm_focus", DEFAULT_FOCUS)
+    if focus < 1:
+        raise UserError(f"--confirm-focus {focus}: needs at least 1 suspect per pass, e.g. {DEFAULT_FOCUS}")
     base = load_runs([args.base], strict=True).runs
     new = load_runs([args.new], strict=True).runs
     for label, path, runs in (("BASE", args.base, base), ("NEW", args.new, new)):
@@ -126,7 +132,7 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
                                 seed=getattr(args, "seed", None),
                                 budget_s=budget,
                                 max_processes=getattr(args, "confirm_max", DEFAULT_MAX_PROCESSES),
-                                escalate_s=escalate_s,
+                                escalate_s=escalate_s, focus=focus,
                                 base_is_this_build=getattr(args, "base_is_this_build", None))
     return comparisons, info.note()
 

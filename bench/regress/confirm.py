@@ -22,7 +22,10 @@ so after the K passes, only the suspects whose estimate lies beyond the threshol
 whose test did not decide (``unresolved`` or ``insignificant``) get more passes, one
 at a time up to ``max_processes`` per side, while the escalation has spent less than
 ``escalate_s`` (default: as long as the first K passes took); every K passes, one
-whose estimate came back inside the threshold stops (its passes go to the others). A
+whose estimate came back inside the threshold stops (its passes go to the others).
+Each extra pass measures only the ``focus`` strongest of them (smallest p-value):
+an A/A compare of 32 cases leaves 14-22 noisy suspects undecided, and measuring them
+all spread the cap so thin that a real 20% change reached only 12-16 processes. A
 suspect is judged at two looks, after the K passes and after its last, so each look
 tests at alpha / 2: the false-alarm rate stays within alpha per case (stopping for
 futility only removes alarms).
@@ -51,6 +54,9 @@ DEFAULT_BUDGET_S = 0.25  # timed rounds per suspect and process
 # where 5 + 5 did not decide: up to 25 per side (a 20% change at a 15% spread between processes)
 DEFAULT_MAX_PROCESSES = 25
 ESCALATE = (C.UNRESOLVED, C.INSIGNIFICANT)  # no decision yet, though the estimate may be beyond the threshold
+# suspects per extra pass: a pass costs a worker start per backend and side (about 2.5 s
+# each) plus about 1.5 s per suspect, so four fit about 15 passes in a 4-minute cap
+DEFAULT_FOCUS = 4
 
 # (suspects as (record, backend) pairs, one side's run options) -> their records, in order
 Measure = Callable[[list[tuple[dict[str, Any], str]], dict[str, Any]], list[dict[str, Any]]]
@@ -158,7 +164,7 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
             processes: int = DEFAULT_PROCESSES, threshold: float = C.DEFAULT_THRESHOLD,
             alpha: float = C.DEFAULT_ALPHA, rule: str = C.DEFAULT_RULE, seed: int | None = None,
             budget_s: float = DEFAULT_BUDGET_S, max_processes: int = DEFAULT_MAX_PROCESSES,
-            escalate_s: float | None = None,
+            escalate_s: float | None = None, focus: int = DEFAULT_FOCUS,
             base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_processes,
             clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
     """The comparisons with each suspect's verdict replaced by the confirmation's (process level).
@@ -167,7 +173,8 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
     (one per backend and side), the two sides in an order shuffled per pass. Then the
     undecided suspects whose estimate is beyond the threshold get more passes (module
     docstring): up to ``max_processes`` per side, within ``escalate_s`` seconds (None: as
-    long as the first passes took; ``max_processes <= processes``: no more passes).
+    long as the first passes took; ``max_processes <= processes``: no more passes), each
+    pass measuring the ``focus`` strongest of them.
     ``base_is_this_build``: None = BASE is re-measured when its recorded commit is this
     checkout's; True/False = the caller knows (``compare --confirm --base-is-this-build``).
     """
@@ -216,13 +223,26 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
     info.passes = processes if suspects else 0
     first_s = clock() - start
     cap = first_s if escalate_s is None else escalate_s
-    more = [c for c in suspects if escalating
-            and needs_more(C.judge(*sides_of(c), threshold=c.threshold, alpha=look_alpha, rule=rule), c.threshold)]
+
+    def judged(c: C.Comparison) -> C.Decision:
+        return C.judge(*sides_of(c), threshold=c.threshold, alpha=look_alpha, rule=rule)
+
+    def strongest(cands: list[C.Comparison]) -> list[C.Comparison]:
+        """The ``focus`` suspects nearest a decision: smallest p-value, then largest change."""
+        def strength(c: C.Comparison) -> tuple[float, float]:
+            d = judged(c)
+            return (d.p_value if d.p_value is not None else 1.0, -abs(math.log(d.ratio)) if d.ratio else 0.0)
+        return sorted(cands, key=strength)[:max(1, focus)]
+
+    def processes_of(c: C.Comparison) -> int:
+        return len(got[("new", c.key)])
+
+    more = [c for c in suspects if escalating and needs_more(judged(c), c.threshold)]
     info.escalated = len(more)
-    k = processes
-    while more and k < max_processes:
+    k, ended_by = processes, "the most processes"
+    while more:
         t0 = clock()
-        one_pass(k, more)
+        one_pass(k, strongest(more))
         k += 1
         spent, last = clock() - start - first_s, clock() - t0
         if k % processes == 0:
@@ -230,14 +250,16 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
             # stopping for futility only ever removes alarms, so the alpha per look holds (one
             # that looks decided goes on: stopping there would add looks that can alarm)
             more = [c for c in more if beyond(sides_of(c), c.threshold)]
-        if more and k < max_processes and spent + last > cap:  # the next pass would end past the cap
-            info.capped = True
+            if not more:
+                ended_by = "every estimate coming back inside the threshold"
+        more = [c for c in more if processes_of(c) < max_processes]
+        if more and spent + last > cap:  # the next pass would end past the cap
+            info.capped, ended_by = True, "its time cap"
             break
     if info.escalated:
-        info.passes = k
+        info.passes = max(processes_of(c) for c in suspects)
         info.escalate_s = clock() - start - first_s
-        info.stopped_by = ("its time cap" if info.capped else "the most processes" if more
-                           else "every estimate coming back inside the threshold")
+        info.stopped_by = ended_by
     out = []
     chosen = {id(c) for c in suspects}
     for c in comparisons:
