@@ -110,7 +110,7 @@ def slowed(run: Callable[[], Any], fraction: float, wait: Callable[[Any], None] 
 TimeBlock = Callable[[Any, int], float]  # (step, n calls) -> seconds, the device's work done
 AB_S = 0.4  # each A/B (tuning, check): enough pairs of blocks that their medians hold within a few %
 AB_PAIRS = (9, 201)  # at least, at most
-TUNE_ROUNDS = 2
+TUNE_ROUNDS = 2  # the own time moves with the spin (a longer one hides more leftover work): tune again
 
 
 def alternate_blocks(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int,
