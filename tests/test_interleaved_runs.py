@@ -50,6 +50,9 @@ def test_two_passes_in_fresh_processes_case_major_and_merged(spin_cases, tmp_pat
     # what the spin delivered, measured A/B in the worker before the rounds, is in the record and its warning
     assert all(isinstance(r["injected_slowdown"]["delivered_ab"], float) for r in injected)
     assert all("in-process A/B before the rounds measured" in " ".join(r["warnings"]) for r in injected)
+    # and the spin's share, tuned in the worker so the slowed calls take the asked fraction longer
+    assert all(r["injected_slowdown"]["spin"] >= 0 for r in injected)
+    assert all("of its own time, tuned in this process" in " ".join(r["warnings"]) for r in injected)
     assert not any("injected_slowdown" in r for r in doc["measurements"] if r["name"] == "spin_a")
     assert outcome.all_good
 
