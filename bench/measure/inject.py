@@ -15,8 +15,9 @@ core finishes the last call's leftover work during the spin, so the next call ru
 about 17% faster than it does back to back). So the share is tuned in each process
 before the timed rounds (:func:`tune_spin`): plain and slowed blocks of calls
 alternate, and the spin becomes the share of the slowed calls' own time that makes
-them take PCT longer than the plain calls took. Then a second A/B of blocks measures
-what the tuned spin delivers (:func:`check_delivered`). The record keeps the share
+them take PCT longer than the plain calls took (twice: the own time moves with the
+spin). Then one more A/B of blocks measures what the tuned spin delivers
+(:func:`check_delivered`). The record keeps the share
 (``spin``), the spin's median delay and that A/B (``delivered_ab``).
 """
 
@@ -70,9 +71,9 @@ class OwnTime:
     """The median of a step's last ``window`` own call durations (the spin excluded), and
     the spin as a share of it (``spin``: the asked fraction until :func:`tune_spin`)."""
 
-    def __init__(self, window: int = 31, spin: float = 0.0):
+    def __init__(self, window: int = 31):
         self.window = window
-        self.spin = spin
+        self.spin = 0.0
         self.recent: list[float] = []
         self.delays: list[float] = []
 
@@ -128,8 +129,8 @@ def alternate_blocks(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int
 
     plains, slows = [], []
     for i in range(pairs):
-        for kind in (("s", "p") if i % 2 else ("p", "s")):
-            if kind == "p":
+        for step in ((slowed_step, plain) if i % 2 else (plain, slowed_step)):
+            if step is plain:
                 plains.append(block(plain))
             else:
                 slows.append(block(slowed_step))
