@@ -3,8 +3,9 @@
 Reruns of the same build on a shared VM differ far more than the rounds of one
 process do, so a verdict is only as good as its model of what a rerun shows:
 
-- ``processes``: both sides measured in >= 2 fresh processes (``--repeat``): Welch's
-  t test on the log process medians (:func:`xpubench.measure.processes.compare_processes`).
+- ``processes``: both sides measured in >= 2 fresh processes (``--repeat``): Yuen's
+  (trimmed Welch) test on the log process medians
+  (:func:`xpubench.measure.processes.compare_processes`).
 - ``processes-vs-one``: one side has >= 2 processes, the other one: the one process's
   median against the prediction interval of the repeated side (t, K - 1 dof).
 - ``noise-model``: one process per side, and a between-process spread ``sigma`` of
@@ -171,12 +172,9 @@ def level_test(base: Measurement, new: Measurement, level: str, sigma: float | N
                confidence: float = 0.95) -> LevelTest:
     """The test of ``level`` (not ``one-process``: that one is the within-process rank test)."""
     if level == PROCESSES:
-        lb, ln = process_medians(base), process_medians(new)
-        t = compare_processes(lb, ln, confidence)
-        se = math.sqrt(_var_log(lb) / len(lb) + _var_log(ln) / len(ln))
-        dof = len(lb) + len(ln) - 2
+        t = compare_processes(process_medians(base), process_medians(new), confidence)
         return LevelTest(level, t.ratio, t.ci95, t.p_value,
-                         detectable_change(se * spread_upper_factor(dof), alpha, dof))
+                         detectable_change(t.se_log * spread_upper_factor(t.dof), alpha, t.dof))
     if level == PROCESSES_VS_ONE:
         many, one, sign = ((process_medians(base), new.median, 1.0) if len(process_medians(base)) >= 2
                            else (process_medians(new), base.median, -1.0))
