@@ -131,6 +131,8 @@ def summarize(out: Path, pairs: int, confirm: int | None, which: tuple[str, ...]
                 if is_layernorm(c) and c.ratio is not None:
                     detection[label].append({"pair": i, "case": f"{c.case}:{c.mode} {c.backend}",
                                              "verdict": c.verdict, "change": c.ratio - 1, "note": c.note})
+                    print(f"    {label} {c.case}:{c.mode} {c.backend}: {c.verdict} {c.ratio - 1:+.1%} ({c.note})",
+                          flush=True)
     out_doc = {"aa_comparisons": aa_total, "aa_false_alarms": aa_alarms, "aa_alarm_lines": alarms}
     for label, rows in detection.items():
         flagged = sum(r["verdict"] == REGRESSION for r in rows)

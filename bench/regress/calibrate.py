@@ -7,8 +7,9 @@ learns ``sigma``, the standard deviation of log step time between processes; fro
 that it gives, per case:
 
 - ``false_alarm``: the A/A rate, measured: every split of A's N processes into two
-  halves is compared as two runs with K = N/2 processes each would be (Welch on log
-  medians at alpha, the change past the threshold); the share flagged;
+  halves is compared as two runs with K = N/2 processes each would be (the
+  process-level test, Yuen's on log medians, at alpha, the change past the threshold);
+  the share flagged;
 - ``power``: the chance a real change of 5%, 10%, 20% is flagged, for one process
   per side (the noise-model test) and K per side (the process-level test), from
   sigma (non-central t / normal);
@@ -47,8 +48,11 @@ def log_sd(medians: Sequence[float]) -> float | None:
 def power(change: float, sigma: float, k: int, alpha: float = FALSE_ALARM_ALPHA) -> float:
     """Chance that a true change is significant at ``alpha`` with k processes per side.
 
-    k = 1: the noise-model z test (se = sigma * sqrt 2); k >= 2: Welch on k + k log
-    medians (equal spread: 2k - 2 degrees of freedom, non-central t).
+    k = 1: the noise-model z test (se = sigma * sqrt 2); k >= 2: a t test on k + k log
+    medians (equal spread: 2k - 2 degrees of freedom, non-central t). A model for a
+    normal spread: the process-level test itself trims (Yuen), which costs a little
+    power where the spread is normal and wins it back where a process is now and
+    then far slower.
     """
     effect = abs(math.log1p(change))
     if sigma <= 0:

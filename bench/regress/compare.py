@@ -3,8 +3,8 @@
 The default verdict procedure (docs/verdicts.md): each pair is judged at the
 strongest evidence level its files support (:mod:`xpubench.regress.levels`):
 
-- K >= 2 processes on both sides (``run --repeat K``): Welch's t on log process
-  medians; K >= 2 on one side only: the other's single median against the repeated
+- K >= 2 processes on both sides (``run --repeat K``): Yuen's trimmed t on log
+  process medians; K >= 2 on one side only: the other's single median against the repeated
   side's prediction interval;
 - K = 1 on both sides: a noise model of the case on this machine (``calibrate``'s
   ``calibration.json``, or the spread across BASE's runs when BASE holds >= 3 of

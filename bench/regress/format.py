@@ -69,7 +69,7 @@ def _summary_line(comparisons: Sequence[Comparison], threshold: float, alpha: fl
 
 def _levels_text(comparisons: Sequence[Comparison]) -> str:
     """Which evidence the verdicts rest on (docs/verdicts.md)."""
-    names = {"processes": "process medians (Welch)", "processes-vs-one": "one process vs repeated processes",
+    names = {"processes": "process medians (Yuen's trimmed t)", "processes-vs-one": "one process vs repeated processes",
              "noise-model": "calibrated between-process noise", "mann-whitney": "Mann-Whitney U on one process's rounds",
              "ci-overlap": "CI overlap", "confirmed": "confirmation reruns"}
     used = sorted({c.method for c in comparisons if c.method in names})

@@ -2,7 +2,7 @@
 
 Each process keeps its own figures under ``time_s.processes``; the headline median
 and CI are the process-level ones (:func:`xpubench.measure.processes.process_level`:
-geometric mean of the process medians, t interval over their logs), so they say what
+geometric 20%-trimmed mean of the process medians, trimmed t interval over their logs), so they say what
 a rerun will show, not only what one process's rounds did. ``time_s.samples`` holds
 every process's rounds in pass order (old readers and the rank test still find them).
 A process that failed is listed with its status; the case stays ``ok`` while at
