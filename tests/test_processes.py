@@ -97,3 +97,4 @@ def test_the_trimmed_interval_covers_the_true_figure_with_slow_processes():
 def test_identical_sides_are_no_change():
     t = compare_processes([1.0, 1.0], [1.0, 1.0])
     assert t.ratio == 1.0 and t.p_value == 1.0
+    assert t.se_log == 0.0 and math.isfinite(t.dof)  # a detectable change of 0, not nan

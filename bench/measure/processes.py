@@ -87,10 +87,11 @@ def compare_processes(base: Sequence[float], new: Sequence[float], confidence: f
     if len(lb) < 2 or len(ln) < 2:
         raise ValueError("a process-level test needs at least two processes on each side")
     diff = float(sps.trim_mean(ln, TRIM) - sps.trim_mean(lb, TRIM))
-    res = sps.ttest_ind(ln, lb, equal_var=False, trim=TRIM)
-    if not math.isfinite(float(res.statistic)):  # no spread on either side
+    if max(lb) == min(lb) and max(ln) == min(ln):  # no spread on either side: nothing to test
         p = 0.0 if diff != 0 else 1.0
-        return ProcessTest(math.exp(diff), (math.exp(diff), math.exp(diff)), p, len(lb), len(ln), 0.0)
+        return ProcessTest(math.exp(diff), (math.exp(diff), math.exp(diff)), p, len(lb), len(ln), 0.0,
+                           len(lb) + len(ln) - 2)
+    res = sps.ttest_ind(ln, lb, equal_var=False, trim=TRIM)
     ci = res.confidence_interval(confidence)
     dof = float(res.df)
     se = (float(ci.high) - float(ci.low)) / (2 * float(sps.t.ppf(0.5 + confidence / 2, dof)))
