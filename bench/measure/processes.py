@@ -74,8 +74,8 @@ class ProcessTest:
     p_value: float
     base_processes: int
     new_processes: int
-    se_log: float = 0.0  # standard error of the log ratio (Yuen's)
-    dof: float = math.inf  # its degrees of freedom (Welch-Satterthwaite on the trimmed samples)
+    se_log: float  # standard error of the log ratio (Yuen's)
+    dof: float  # its degrees of freedom (Welch-Satterthwaite on the trimmed samples)
 
 
 def compare_processes(base: Sequence[float], new: Sequence[float], confidence: float = 0.95) -> ProcessTest:
