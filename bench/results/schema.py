@@ -24,10 +24,11 @@ a field documents it here):
 - ``time_s.confidence`` / ``time_s.n_eff`` / ``time_s.tau``: what the median's CI reaches (below 0.95
   only with too few rounds), the rounds counted as independent ones, their autocorrelation time;
 - ``time_s.processes`` (``--repeat K``): one entry per fresh process ``{pass, status, median, ci95,
-  rounds, samples, worker_pid, host: {cpu_affinity, numa_nodes, thp}, ...}``; the headline ``median``
+  rounds, samples, worker_pid, host: {cpu_affinity, numa_nodes, thp, malloc}, ...}``; the headline ``median``
   and ``ci95`` are then the process-level ones (``time_s.level = "processes"``, ``process_spread``);
 - ``pass``: the pass of the interleaved plan that measured a record (0-based; gone once K passes merge);
-- ``process``: the worker's pid, CPU affinity, NUMA nodes and transparent-huge-pages mode;
+- ``process``: the worker's pid, CPU affinity, NUMA nodes, transparent-huge-pages mode and ``malloc``
+  (``{settled, glibc, block_bytes}`` or ``{settled: false, why}``: xpubench.run.allocator);
 - ``injected_slowdown``: ``{pattern, fraction, delay_s}`` of ``--inject-slowdown`` (validation only);
 - ``run.schedule``: ``{order, seed, repeat}`` of the interleaved plan; ``run.twin_ratios``: each twin
   pair's ratio (bf16/fp32, jax/torch) with its CI and method (docs/verdicts.md);

@@ -19,6 +19,7 @@ from xpubench.measure.case import measure_case, set_up
 from xpubench.measure.record import error_record, one_line
 from xpubench.measure.reference import SharedReference
 from xpubench.options import RunOptions
+from xpubench.run.allocator import settle_malloc
 from xpubench.run.host_facts import process_facts
 from xpubench.spec import registry as specmod
 
@@ -89,11 +90,13 @@ def worker_main(conn, spec_text: str, opts_dict: dict) -> None:
     except Exception as exc:  # the device is not usable here: every case is skipped
         conn.send(("setup_failed", one_line(exc)))
         return
+    # after the framework's set-up, before any case: every case starts from one allocator state
+    malloc_state = settle_malloc()
     _apply_limits(opts)
     # The framework's own objects live as long as the worker: keep them out of the
     # full collection each case's memory baseline runs (0.09 s -> 0.02 s per case with JAX).
     gc.freeze()
-    facts = process_facts()  # what can make this process differ from the next one
+    facts = {**process_facts(), "malloc": malloc_state}  # what can make this process differ from the next one
     conn.send(("ready", info))
     while True:
         msg = conn.recv()
