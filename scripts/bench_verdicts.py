@@ -83,6 +83,8 @@ def judge(base: Path, new: Path, confirm: int | None) -> list:
 
     flags = [] if confirm is None else ["--confirm", str(confirm)] if confirm else ["--no-confirm"]
     flags += EXTRA_FLAGS
+    # what the confirmation measured (every process's median), beside the pair's runs
+    flags += ["--confirm-out", str(base.parent / f"confirmed-{base.name}-{new.name}")]
     t0 = time.monotonic()
     comparisons, note = verdicts(parse([str(base), str(new), *flags]))
     if note:

@@ -345,3 +345,24 @@ def test_each_extra_pass_measures_only_the_strongest_undecided_suspects(same_bui
     by_case = {c.case: c for c in out}
     assert "confirmed by 25+25" in by_case["layernorm[d=8]"].note
     assert info.passes == 25
+
+
+def test_what_the_confirmation_measured_is_kept_as_results_files(same_build, tmp_path):
+    from xpubench.cli.compare import write_confirmed
+    from xpubench.results.reader import load_runs
+
+    base = [run([rec(1.0)], 1)]
+    new = [run([rec(1.2)], 2, options={"size": "smoke", "inject_slowdown": ["normalization/layernorm*=20%"]})]
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=4, max_processes=4, seed=3,
+                           measure=FakeMachine({"fast": 1.0, "slow": 1.2}))
+    assert set(info.runs) == {("base", "box"), ("new", "box")}
+    line = write_confirmed(tmp_path, info.runs)
+    assert str(tmp_path / "base") in line
+    for side, true_s in (("base", 1.0), ("new", 1.2)):
+        (saved,) = load_runs([tmp_path / side], strict=True).runs
+        (m,) = saved.data["measurements"]
+        assert len(m["time_s"]["processes"]) == 4 and m["time_s"]["median"] == pytest.approx(true_s, rel=0.02)
+        assert saved.meta["confirmation"]["side"] == side and saved.meta["confirmation"]["seed"] == 3
+    # judged again from the files, without re-measuring: the confirmation's verdict
+    again = C.compare_runs(load_runs([tmp_path / "base"]).runs, load_runs([tmp_path / "new"]).runs)
+    assert again[0].verdict == out[0].verdict == C.REGRESSION

@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"p-value; default {DEFAULT_FOCUS}), so the cap is not spread over every noisy one")
     parser.add_argument("--no-confirm", dest="confirm", action="store_const", const=0,
                         help="judge the files as they are, even where a confirmation could run")
+    parser.add_argument("--confirm-out", metavar="DIR", default=None,
+                        help="write what the confirmation measured as results files, DIR/base and DIR/new (each "
+                             "suspect with every process's median), to read or report")
     parser.add_argument("--seed", type=int, default=None, help="seed of the confirmation's A/B order")
     parser.add_argument("--base-is-this-build", action="store_true", default=None,
                         help="with --confirm: BASE was measured with this checkout's code (e.g. before a "
@@ -134,7 +137,22 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
                                 max_processes=getattr(args, "confirm_max", DEFAULT_MAX_PROCESSES),
                                 escalate_s=escalate_s, focus=focus,
                                 base_is_this_build=getattr(args, "base_is_this_build", None))
-    return comparisons, info.note()
+    note = info.note()
+    out_dir = getattr(args, "confirm_out", None)
+    if out_dir and info.runs:
+        note += "\n" + write_confirmed(Path(out_dir), info.runs)
+    return comparisons, note
+
+
+def write_confirmed(out_dir, runs: dict) -> str:
+    """The confirmation's run documents under ``out_dir``/base and /new; a line saying where."""
+    from xpubench.results.run_view import Run
+    from xpubench.results.writer import atomic_write_json, run_file_path
+
+    for (side, machine_id), doc in runs.items():
+        view = Run.of(doc)
+        atomic_write_json(run_file_path(out_dir / side, machine_id, view.time, view.id), doc)
+    return f"confirmation's measurements (every process's median): {out_dir / 'base'} and {out_dir / 'new'}"
 
 
 def run(args: argparse.Namespace) -> int:

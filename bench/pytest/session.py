@@ -95,6 +95,7 @@ class SessionState:
         from xpubench.backends.base import make_backend
         from xpubench.measure.case import set_up
         from xpubench.measure.record import one_line
+        from xpubench.run.allocator import settle_malloc
 
         backend = make_backend(spec)
         avail = backend.availability()
@@ -104,6 +105,7 @@ class SessionState:
             set_up(backend, self.options)
         except Exception as exc:  # the device is not usable here: every item of it skips
             return f"setup failed: {one_line(exc)}"
+        settle_malloc()  # as a worker does: cases start from one allocator state, whatever ran before
         return backend
 
     def fingerprint(self) -> dict:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from xpubench.regress import compare as C
@@ -77,6 +77,9 @@ class Confirmation:
     escalate_s: float = 0.0  # seconds the extra passes took
     capped: bool = False  # the escalation stopped at its time cap
     stopped_by: str = ""  # what ended the extra passes, in words
+    # what was measured, as run documents (one per side and machine): each suspect's record
+    # with every process's median (``time_s.processes``), for ``compare --confirm-out``
+    runs: dict[tuple[str, str], dict] = field(default_factory=dict)
 
     def note(self) -> str:
         if not self.suspects:
@@ -134,6 +137,20 @@ def measure_in_fresh_processes(items: list[tuple[dict[str, Any], str]], options:
             out[i] = got.get((case.case_id, case.mode)) or {**rec, "status": "error",
                                                              "reason": "not measured by the confirmation"}
     return [out[i] for i in range(len(items))]
+
+
+def confirmed_run(run: Run, side: str, records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """A run document of the records the confirmation measured for ``side`` (base|new) of ``run``:
+    ``run``'s machine and options, this checkout's commit, and where the records came from."""
+    from xpubench.hardware.fingerprint import git_info
+    from xpubench.results.writer import new_run_id, utc_now
+
+    meta = {k: v for k, v in run.meta.items() if k not in ("twin_ratios", "schedule")}
+    meta.update(id=new_run_id(), started_at=utc_now(), git=git_info() or {},
+                command="xpubench compare --confirm",
+                confirmation={"side": side, "of_run": run.id, "of_commit": run.commit, "seed": seed})
+    doc = {k: v for k, v in run.data.items() if k not in ("measurements", "_path")}
+    return {**doc, "run": meta, "measurements": records}
 
 
 def _side_options(run: Run, budget_s: float) -> dict[str, Any]:
@@ -277,5 +294,10 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
         out.append(replace(c, verdict=d.verdict, ratio=d.ratio, ratio_ci=d.ratio_ci, p_value=d.p_value,
                            method="confirmed", note=f"{note}; {d.note}" if d.note else note,
                            base_median=Measurement.of(base_rec).median, new_median=Measurement.of(new_rec).median))
+    for side, latest in (("base", base_latest), ("new", new_latest)):
+        measured = [c for c in suspects if (side, c.key) in got]  # BASE of another build was not
+        for mid in dict.fromkeys(c.machine_id for c in measured):
+            records = [merge_processes(got[(side, c.key)]) for c in measured if c.machine_id == mid]
+            info.runs[(side, mid)] = confirmed_run(latest[mid], side, records, seed)
     info.seconds = clock() - start
     return out, info

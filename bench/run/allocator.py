@@ -1,4 +1,4 @@
-"""Put glibc malloc in the same state in every worker, whatever cases it measured before.
+"""Put glibc malloc in one state before any case, in every worker and pytest session, whatever ran before.
 
 glibc serves a large block from a fresh mmap (page faults on first touch, unmapped
 on free) until the process frees one such block; then its dynamic mmap threshold
