@@ -366,3 +366,26 @@ def test_what_the_confirmation_measured_is_kept_as_results_files(same_build, tmp
     # judged again from the files, without re-measuring: the confirmation's verdict
     again = C.compare_runs(load_runs([tmp_path / "base"]).runs, load_runs([tmp_path / "new"]).runs)
     assert again[0].verdict == out[0].verdict == C.REGRESSION
+
+
+def test_confirm_out_that_cannot_be_written_costs_one_line_not_the_verdicts(tmp_path):
+    from xpubench.cli.compare import write_confirmed
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    line = write_confirmed(blocker, {("base", "box"): run([rec(1.0)], 1).data})
+    assert line.startswith(f"--confirm-out {blocker}: cannot write")
+
+
+def test_confirm_out_without_a_confirmation_says_nothing_was_written(tmp_path, capsys):
+    import json
+
+    from xpubench.cli.main import main
+
+    for name, day in (("base", 1), ("new", 2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "r.json").write_text(json.dumps(run([rec(1.0)], day).data))
+    main(["compare", str(tmp_path / "base"), str(tmp_path / "new"), "--no-confirm",
+          "--confirm-out", str(tmp_path / "kept")])
+    assert "--confirm-out: nothing written, no confirmation ran" in capsys.readouterr().out
+    assert not (tmp_path / "kept").exists()

@@ -125,7 +125,8 @@ def verdicts(args: argparse.Namespace) -> tuple[list, str]:
     if confirm_k is None:
         confirm_k = auto_confirm([Run.of(r) for r in new])
     if confirm_k == 0:
-        return comparisons, ""
+        unwritten = "--confirm-out: nothing written, no confirmation ran" if getattr(args, "confirm_out", None) else ""
+        return comparisons, unwritten
     if confirm_k < 0:
         raise UserError("--confirm K needs K >= 1")
     from xpubench.regress.confirm import confirm
@@ -149,9 +150,12 @@ def write_confirmed(out_dir, runs: dict) -> str:
     from xpubench.results.run_view import Run
     from xpubench.results.writer import atomic_write_json, run_file_path
 
-    for (side, machine_id), doc in runs.items():
-        view = Run.of(doc)
-        atomic_write_json(run_file_path(out_dir / side, machine_id, view.time, view.id), doc)
+    try:
+        for (side, machine_id), doc in runs.items():
+            view = Run.of(doc)
+            atomic_write_json(run_file_path(out_dir / side, machine_id, view.time, view.id), doc)
+    except OSError as e:  # the verdicts stand; only the files are missing
+        return f"--confirm-out {out_dir}: cannot write ({e.strerror or e})"
     return f"confirmation's measurements (every process's median): {out_dir / 'base'} and {out_dir / 'new'}"
 
 
