@@ -88,3 +88,17 @@ def test_a_real_workers_records_say_the_allocator_was_settled():
     opts = RunOptions(size="smoke", time_budget_s=0.02, telemetry=False, seed=0)
     (rec,) = Runner([BackendSpec.parse("torch:cpu:fp32")], [case], None, opts).run().records
     assert rec["process"]["malloc"] == {"settled": True, "glibc": platform.libc_ver()[1], "block_bytes": SETTLE_BYTES}
+
+
+def test_the_pytest_session_settles_malloc_after_a_backends_set_up(monkeypatch):
+    import xpubench.run.allocator as allocator
+    from xpubench.options import RunOptions
+    from xpubench.pytest.session import SessionState
+
+    calls = []
+    monkeypatch.setattr(allocator, "settle_malloc", lambda: calls.append("settled") or {"settled": True})
+    state = SessionState(RunOptions(size="smoke", telemetry=False))
+    backend = state.backend("torch:cpu:fp32")
+    assert calls == ["settled"] and backend.spec is not None
+    state.backend("torch:cpu:fp32")  # set up once per session: settled once
+    assert calls == ["settled"]
