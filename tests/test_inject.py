@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from xpubench.measure.inject import OwnTime, injection_for, parse_injection, slowed
@@ -113,3 +115,65 @@ def test_a_step_already_slower_after_a_spin_gets_none():
         return 0.002 * n
 
     assert tune_spin(plain, slow, own, 0.2, time_block, n=2, pairs=9) == 0.0
+
+
+def _hiding_step(own: OwnTime, hidden: float, noise=None):
+    """Plain calls cost 1 ms; a slowed call's own time is 1 ms, but only (1 - hidden) of
+    its spin shows in the block (the rest hides beside leftover work), which the model of
+    :func:`tune_spin` cannot see: only a measured A/B can."""
+    from types import SimpleNamespace
+
+    plain, slow = SimpleNamespace(), SimpleNamespace()
+    jitter = noise or (lambda: 1.0)
+
+    def time_block(step, n):
+        if step is plain:
+            return 0.001 * n * jitter()
+        for _ in range(n):
+            own.add(0.001)
+        return 0.001 * (1 + (1 - hidden) * own.spin) * n * jitter()
+
+    return plain, slow, time_block
+
+
+def test_a_spin_the_model_mistunes_is_corrected_by_measured_ab():
+    """Half of the spin hides: the model's 20% delivers 10%; the measured A/Bs scale the
+    spin until it delivers the asked 20% within AB_TOL, and the record says what the last
+    A/B measured, over how many pairs, and the plain step's time in this process."""
+    from xpubench.measure.inject import AB_TOL, check_delivered
+
+    own = OwnTime()
+    plain, slow, time_block = _hiding_step(own, hidden=0.5)
+    note = {"fraction": 0.2, "_own": own}
+    check_delivered(plain, slow, note, time_block, min_round_s=0.005)
+    assert note["delivered_ab"] == pytest.approx(0.2, abs=AB_TOL * 1.2)
+    assert note["spin"] == pytest.approx(0.4, abs=0.05)  # twice the asked share: half of it hides
+    assert note["ab_pairs"] >= 9
+    assert note["ab_plain_s"] == pytest.approx(0.001)
+
+
+def test_a_noisy_ab_takes_more_pairs_until_its_median_is_precise_or_its_time_is_up():
+    import random
+
+    from xpubench.measure.inject import AB_MAX_S, AB_TOL, precise_ratios
+    from xpubench.measure.stats import median_ci_ranks
+
+    own = OwnTime()
+    own.spin = 0.2
+    rng = random.Random(3)
+    plain, slow, time_block = _hiding_step(own, hidden=0.0, noise=lambda: rng.lognormvariate(0, 0.03))
+    quiet, _ = precise_ratios(plain, slow, time_block, n=5, pairs=9)
+    assert len(quiet) == 9  # +-3% per block: 9 pairs already pin the median within AB_TOL
+
+    # +-25% per block: the median cannot get within AB_TOL in AB_MAX_S (a pair of 5-call
+    # blocks of 1 and 1.2 ms calls, with their untimed calls, costs about 13 ms), so the
+    # A/B stops at its time cap
+    rng_noisy = random.Random(4)
+    plain, slow, time_block = _hiding_step(own, hidden=0.0, noise=lambda: rng_noisy.lognormvariate(0, 0.25))
+    noisy, plain_s = precise_ratios(plain, slow, time_block, n=5, pairs=9)
+    assert len(plain_s) == len(noisy) and len(noisy) % 9 == 0
+    pair_s = 6 * 0.0022 * math.exp(0.25**2 / 2)
+    assert 9 * math.floor(AB_MAX_S / pair_s / 1.2 / 9) <= len(noisy) <= 9 * math.ceil(AB_MAX_S / pair_s / 0.8 / 9)
+    xs = sorted(noisy)
+    lo, hi = median_ci_ranks(len(xs))
+    assert (xs[hi] - xs[lo]) / 2 > AB_TOL * xs[len(xs) // 2]  # it stopped for time, not precision

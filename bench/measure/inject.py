@@ -16,9 +16,11 @@ about 17% faster than it does back to back). So the share is tuned in each proce
 before the timed rounds (:func:`tune_spin`): plain and slowed blocks of calls
 alternate, and the spin becomes the share of the slowed calls' own time that makes
 them take PCT longer than the plain calls took (twice: the own time moves with the
-spin). Then one more A/B of blocks measures what the tuned spin delivers
-(:func:`check_delivered`). The record keeps the share
-(``spin``), the spin's median delay and that A/B (``delivered_ab``).
+spin). That model misses part of what a spin does, and 9 pairs of a 20 ms step's blocks
+are too few to pin it: so measured A/Bs, each until its median is within a few percent
+(:func:`precise_ratios`), correct the share, and the last measures what it delivers
+(:func:`check_delivered`). The record keeps the share (``spin``), the spin's median
+delay, that A/B (``delivered_ab``, ``ab_pairs``) and the plain step's time (``ab_plain_s``).
 """
 
 from __future__ import annotations
@@ -109,9 +111,15 @@ def slowed(run: Callable[[], Any], fraction: float, wait: Callable[[Any], None] 
 
 
 TimeBlock = Callable[[Any, int], float]  # (step, n calls) -> seconds, the device's work done
-AB_S = 0.4  # each A/B (tuning, check): enough pairs of blocks that their medians hold within a few %
+AB_S = 0.4  # the model's first guess (tune_spin): pairs of blocks in about this many seconds
 AB_PAIRS = (9, 201)  # at least, at most
 TUNE_ROUNDS = 2  # the own time moves with the spin (a longer one hides more leftover work): tune again
+# Each measured A/B goes on until the median ratio's 95% CI is within +-AB_TOL, or AB_MAX_S:
+# a 20 ms step (JAX LayerNorm forward+backward) in 9 pairs of single calls tuned its spin
+# anywhere from 21% to 55% between processes, which is what spread its slowed processes.
+AB_TOL = 0.03
+AB_MAX_S = 2.0
+CORRECTIONS = 2  # measured A/Bs that may correct the spin, before the one that checks it
 
 
 def alternate_blocks(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int,
@@ -138,14 +146,6 @@ def alternate_blocks(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int
     return plains, slows
 
 
-def ab_slowdown(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int) -> float:
-    """The slowdown the spin delivers, measured in this process: the median ratio of
-    slowed to plain blocks (:func:`alternate_blocks`) minus 1."""
-    plains, slows = alternate_blocks(plain, slowed_step, time_block, n, pairs)
-    ratios = [s / p for p, s in zip(plains, slows) if p > 0]
-    return statistics.median(ratios) - 1 if ratios else math.nan
-
-
 def tune_spin(plain: Any, slowed_step: Any, own: OwnTime, fraction: float, time_block: TimeBlock,
               n: int, pairs: int) -> float:
     """The share of the slowed calls' own time to spin so that they take ``fraction`` longer
@@ -163,21 +163,57 @@ def tune_spin(plain: Any, slowed_step: Any, own: OwnTime, fraction: float, time_
     return own.spin
 
 
+def precise_ratios(plain: Any, slowed_step: Any, time_block: TimeBlock, n: int, pairs: int,
+                   tol: float = AB_TOL, max_s: float = AB_MAX_S) -> tuple[list[float], list[float]]:
+    """Ratios of slowed to plain blocks (:func:`alternate_blocks`), ``pairs`` at a time until
+    the 95% CI of their median is within +-``tol`` of it, ``max_s`` seconds of blocks were
+    spent, or ``AB_PAIRS[1]`` pairs; and the plain blocks' seconds per call."""
+    from xpubench.measure.stats import median_ci_ranks
+
+    ratios: list[float] = []
+    plain_s: list[float] = []
+    spent = 0.0
+    while True:
+        plains, slows = alternate_blocks(plain, slowed_step, time_block, n, pairs)
+        ratios += [s / p for p, s in zip(plains, slows) if p > 0]
+        plain_s += plains
+        spent += (n + 1) * (sum(plains) + sum(slows))
+        if not ratios:
+            return ratios, plain_s
+        xs = sorted(ratios)
+        lo, hi = median_ci_ranks(len(xs))
+        if (xs[hi] - xs[lo]) / 2 <= tol * statistics.median(xs) or spent >= max_s or len(xs) >= AB_PAIRS[1]:
+            return ratios, plain_s
+
+
 def check_delivered(plain: Any, slowed_step: Any, note: dict[str, Any], time_block: TimeBlock,
                     min_round_s: float = 0.005) -> None:
-    """Tune the spin in this process (:func:`tune_spin`), then measure what it delivers
-    (:func:`ab_slowdown`), both in blocks as long as the timed rounds'. The note keeps the
-    tuned share as ``spin`` and the A/B as ``delivered_ab``."""
+    """Tune the spin in this process, then measure what it delivers, in blocks as long as
+    the timed rounds'. A first guess from the model (:func:`tune_spin`), then measured A/Bs
+    (:func:`precise_ratios`): while one is off the asked slowdown by more than ``AB_TOL``,
+    the spin is scaled by the ratio it missed by (up to ``CORRECTIONS`` times), and the last
+    one measures the spin kept. The note keeps that share as ``spin`` and the last A/B as
+    ``delivered_ab``."""
     own: OwnTime = note["_own"]
+    fraction = note["fraction"]
     for _ in range(3):  # warm both (first calls are cold) and size the blocks
         t = time_block(plain, 1)
         time_block(slowed_step, 1)
     t = max(t, 1e-7)
     n = max(1, math.ceil(min_round_s / t))
-    pairs = min(max(math.ceil(AB_S / (2 * (n + 1) * t * (1 + note["fraction"]))), AB_PAIRS[0]), AB_PAIRS[1])
+    pairs = min(max(math.ceil(AB_S / (2 * (n + 1) * t * (1 + fraction))), AB_PAIRS[0]), AB_PAIRS[1])
     for _ in range(TUNE_ROUNDS):
-        note["spin"] = tune_spin(plain, slowed_step, own, note["fraction"], time_block, n, pairs)
-    note["delivered_ab"] = ab_slowdown(plain, slowed_step, time_block, n, pairs)
+        tune_spin(plain, slowed_step, own, fraction, time_block, n, pairs)
+    for i in range(CORRECTIONS + 1):
+        ratios, plain_s = precise_ratios(plain, slowed_step, time_block, n, AB_PAIRS[0])
+        got = statistics.median(ratios) if ratios else math.nan
+        if i == CORRECTIONS or not got > 0 or abs(got - (1 + fraction)) <= AB_TOL * got:
+            break
+        own.spin = max(0.0, (1 + own.spin) * (1 + fraction) / got - 1)
+    note["spin"] = own.spin
+    note["delivered_ab"] = got - 1
+    note["ab_pairs"] = len(ratios)
+    note["ab_plain_s"] = statistics.median(plain_s) if plain_s else None  # this process's plain step
     own.delays.clear()  # the record's median delay is the timed rounds' own
 
 

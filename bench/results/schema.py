@@ -29,7 +29,9 @@ a field documents it here):
 - ``pass``: the pass of the interleaved plan that measured a record (0-based; gone once K passes merge);
 - ``process``: the worker's pid, CPU affinity, NUMA nodes, transparent-huge-pages mode and ``malloc``
   (``{settled, glibc, block_bytes}`` or ``{settled: false, why}``: xpubench.run.allocator);
-- ``injected_slowdown``: ``{pattern, fraction, delay_s}`` of ``--inject-slowdown`` (validation only);
+- ``injected_slowdown``: ``{pattern, fraction, delay_s, spin, delivered_ab, ab_pairs, ab_plain_s}`` of
+  ``--inject-slowdown`` (validation only): the spin's tuned share, the last in-process A/B, its
+  pairs of blocks and the plain step's seconds in that process;
 - ``run.schedule``: ``{order, seed, repeat}`` of the interleaved plan; ``run.twin_ratios``: each twin
   pair's ratio (bf16/fp32, jax/torch) with its CI and method (docs/verdicts.md);
 - ``flops_kind`` (matmul | vector), ``working_set_bytes``, ``bytes_element_size``: what the work is and
