@@ -108,6 +108,18 @@ def is_layernorm(c) -> bool:
     return c.suite == "normalization" and c.case.startswith("layernorm")
 
 
+def per_case(rows: list[dict]) -> dict[str, dict]:
+    """Each injected case's pairs: how many flagged as regressions, out of how many judged."""
+    from xpubench.regress.compare import REGRESSION
+
+    out: dict[str, dict] = {}
+    for r in rows:
+        d = out.setdefault(r["case"], {"flagged": 0, "of": 0})
+        d["of"] += 1
+        d["flagged"] += r["verdict"] == REGRESSION
+    return out
+
+
 def summarize(out: Path, pairs: int, confirm: int | None, which: tuple[str, ...] = ("aa", "b10", "b20")) -> dict:
     from xpubench.regress.compare import IMPROVEMENT, REGRESSION
 
@@ -146,7 +158,7 @@ def summarize(out: Path, pairs: int, confirm: int | None, which: tuple[str, ...]
                                         "cannot_resolve": sum("cannot resolve" in r["note"] for r in rows),
                                         "silent_passes": silent,
                                         "cannot_resolve_notes": unresolved, "rows": rows,
-                                        "delivered_ab": sorted(ab[label])}
+                                        "delivered_ab": sorted(ab[label]), "per_case": per_case(rows)}
     return out_doc
 
 
@@ -219,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         rate = "-" if d["rate"] is None else f"{d['rate']:.0%}"
         print(f"injected {label} on {INJECT}: flagged {d['flagged']} of {d['layernorm_comparisons']} ({rate}); "
               f"{d['cannot_resolve']} say 'cannot resolve'; {len(d['silent_passes'])} silent pass(es)")
+        for case, n in d["per_case"].items():
+            print(f"  {case}: flagged in {n['flagged']} of {n['of']} pairs")
         if d["delivered_ab"]:
             xs = d["delivered_ab"]
             print(f"  the spin's in-process A/B in the slowed records: {xs[0]:+.0%} to {xs[-1]:+.0%} "
