@@ -177,3 +177,27 @@ def test_a_noisy_ab_takes_more_pairs_until_its_median_is_precise_or_its_time_is_
     xs = sorted(noisy)
     lo, hi = median_ci_ranks(len(xs))
     assert (xs[hi] - xs[lo]) / 2 > AB_TOL * xs[len(xs) // 2]  # it stopped for time, not precision
+
+
+def test_a_step_that_overshoots_with_no_spin_keeps_none_and_says_what_it_delivers():
+    """Slowed blocks already 50% slower than plain with no spin at all (a step whose threads
+    fall asleep at any gap): the correction never makes the spin negative, and the record
+    keeps what was measured, not the asked 20%."""
+    from types import SimpleNamespace
+
+    from xpubench.measure.inject import check_delivered
+
+    own = OwnTime()
+    plain, slow = SimpleNamespace(), SimpleNamespace()
+
+    def time_block(step, n):
+        if step is plain:
+            return 0.001 * n
+        for _ in range(n):
+            own.add(0.0015)
+        return 0.0015 * (1 + own.spin) * n
+
+    note = {"fraction": 0.2, "_own": own}
+    check_delivered(plain, slow, note, time_block, min_round_s=0.005)
+    assert note["spin"] == 0.0
+    assert note["delivered_ab"] == pytest.approx(0.5, abs=1e-9)

@@ -173,3 +173,13 @@ def test_the_committed_real_reruns_are_judged():
     assert result["nights"] >= 2
     for gate in result["gates"].values():
         assert gate["comparisons"] > 0 and len(gate["false_alarms_per_night"]) == result["nights"] - 1
+
+
+def test_the_verdict_bench_tallies_each_injected_case_over_its_pairs():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_verdicts import per_case
+
+    rows = [{"case": "layernorm:forward torch", "verdict": v} for v in ("regression", "unresolved", "regression")]
+    rows += [{"case": "layernorm:forward jax", "verdict": "unresolved"}]
+    assert per_case(rows) == {"layernorm:forward torch": {"flagged": 2, "of": 3},
+                              "layernorm:forward jax": {"flagged": 0, "of": 1}}
