@@ -54,7 +54,7 @@ def test_a_within_process_false_alarm_is_not_confirmed(same_build):
     comparisons = C.compare_runs(base, new)
     assert comparisons[0].verdict == C.UNSUPPORTED
     fake = FakeMachine({"fast": 1.0, "slow": 1.0})  # a rerun shows no difference: the 20% was the process
-    out, info = CF.confirm(comparisons, base, new, processes=3, seed=1, measure=fake, clock=iter(range(100)).__next__)
+    out, info = CF.confirm(comparisons, base, new, processes=3, seed=1, measure=fake, clock=iter(range(100)).__next__, measure_pair=None)
     (c,) = out
     assert c.verdict in (C.UNCHANGED, C.UNRESOLVED) and c.method == "confirmed" and not c.is_regression
     assert "confirmed by 3+3 interleaved fresh processes" in c.note
@@ -66,7 +66,7 @@ def test_an_injected_slowdown_is_confirmed_and_the_order_alternates(same_build):
     base = [run([rec(1.0)], 1)]
     new = [run([rec(1.2)], 2, options={"size": "smoke", "inject_slowdown": ["normalization/layernorm*=20%"]})]
     fake = FakeMachine({"fast": 1.0, "slow": 1.2})
-    out, _ = CF.confirm(C.compare_runs(base, new), base, new, processes=4, seed=3, measure=fake)
+    out, _ = CF.confirm(C.compare_runs(base, new), base, new, processes=4, seed=3, measure=fake, measure_pair=None)
     (c,) = out
     assert c.verdict == C.REGRESSION and c.ratio == pytest.approx(1.2, rel=0.02)
     pairs = [fake.calls[i:i + 2] for i in range(0, 8, 2)]
@@ -78,7 +78,7 @@ def test_another_build_on_the_base_side_is_not_re_measured(monkeypatch):
     monkeypatch.setattr(CF, "same_build", lambda run: False)
     base, new = [run([rec(1.0)], 1, commit="old")], [run([rec(1.3)], 2)]
     fake = FakeMachine({"fast": 1.3, "slow": 1.3})
-    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, seed=2, measure=fake)
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, seed=2, measure=fake, measure_pair=None)
     assert fake.calls == ["fast"] * 5 and not info.base_remeasured and "NEW only" in info.note()
     assert out[0].verdict == C.REGRESSION and "0+5" in out[0].note
 
@@ -96,14 +96,14 @@ def test_no_change_from_one_process_is_re_measured_and_a_resolved_one_is_not(sam
     comparisons = C.compare_runs(base, new)
     assert comparisons[0].verdict == C.UNRESOLVED and "one process per side" in comparisons[0].note
     fake = FakeMachine({"fast": 1.0, "slow": 1.0}, spread=0.001)
-    out, info = CF.confirm(comparisons, base, new, processes=5, seed=4, measure=fake)
+    out, info = CF.confirm(comparisons, base, new, processes=5, seed=4, measure=fake, measure_pair=None)
     assert info.suspects == 1 and len(fake.calls) == 10 and out[0].verdict == C.UNCHANGED
     # five tight processes per side resolve it: nothing to re-measure
     tight = [1.0, 1.001, 0.999, 1.0005, 0.9995]
     base = [run([with_processes(rec(1.0), tight)], 1)]
     new = [run([with_processes(rec(1.0), tight)], 2)]
     fake = FakeMachine({"fast": 1.0, "slow": 1.0})
-    out, info = CF.confirm(C.compare_runs(base, new), base, new, measure=fake)
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, measure=fake, measure_pair=None)
     assert fake.calls == [] and info.suspects == 0 and out[0].verdict == C.UNCHANGED
 
 
@@ -116,7 +116,7 @@ def test_both_sides_are_re_measured_with_the_confirmations_budget(same_build):
         seen.append(options)
         return FakeMachine({"fast": 1.0, "slow": 1.0})(items, options)
 
-    _, info = CF.confirm(C.compare_runs(base, new), base, new, processes=2, budget_s=0.1, measure=measure)
+    _, info = CF.confirm(C.compare_runs(base, new), base, new, processes=2, budget_s=0.1, measure=measure, measure_pair=None)
     assert len(seen) == 4 and all(o["time_budget_s"] == 0.1 for o in seen)
     assert all(o["telemetry"] is False and o["accuracy"] is False for o in seen)
     assert "0.1 s of rounds each" in info.note()
@@ -211,12 +211,12 @@ def test_an_undecided_suspect_beyond_the_threshold_gets_more_processes_and_is_de
     """At a 15% spread between processes, 5 + 5 cannot tell a 20% slowdown; up to 25 + 25 can."""
     base, new = injected_pair(1.0, 1.2)
     few, _ = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=5, seed=1,
-                        measure=NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2))
+                        measure=NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2), measure_pair=None)
     assert few[0].verdict != C.REGRESSION and "confirmed by 5+5" in few[0].note
     assert "alpha" not in few[0].note  # one look: the whole alpha
     machine = NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2)
     out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
-                           escalate_s=1e9, measure=machine)
+                           escalate_s=1e9, measure=machine, measure_pair=None)
     (c,) = out
     assert c.verdict == C.REGRESSION and "confirmed by 25+25" in c.note and "alpha 0.005 per look" in c.note
     assert info.escalated == 1 and info.passes == 25 and len(machine.calls) == 50
@@ -234,7 +234,7 @@ def test_only_undecided_suspects_beyond_the_threshold_escalate(same_build):
     assert not d(C.Decision(C.UNCHANGED, 1.0, 0.9, False, "processes", ""), 0.05)
     base, new = injected_pair(1.0, 1.0, cases=("layernorm[d=8]", "layernorm[d=16]"))
     machine = FakeMachine({"fast": 1.0, "slow": 1.0}, spread=0.001)  # quiet and unchanged: decided at once
-    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=3, max_processes=25, measure=machine)
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=3, max_processes=25, measure=machine, measure_pair=None)
     assert info.escalated == 0 and len(machine.calls) == 6 and all(c.verdict == C.UNCHANGED for c in out)
 
 
@@ -243,7 +243,7 @@ def test_the_extra_passes_stop_at_their_time_cap(same_build):
     ticks = iter(range(0, 100_000, 10))  # every clock read: 10 s later
     out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
                            escalate_s=100, measure=NoisyMachine({"fast": 1.0, "slow": 1.2}, 0.15, seed=2),
-                           clock=ticks.__next__)
+                           clock=ticks.__next__, measure_pair=None)
     assert info.capped and 5 < info.passes < 25 and "stopped by its time cap" in info.note()
     assert f"confirmed by {info.passes}+{info.passes}" in out[0].note
 
@@ -288,7 +288,7 @@ def test_a_suspect_whose_estimate_comes_back_inside_the_threshold_stops_escalati
 
     machine = Scripted()
     out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
-                           escalate_s=1e9, measure=machine)
+                           escalate_s=1e9, measure=machine, measure_pair=None)
     assert info.escalated == 2
     assert machine.seen[("slow", "layernorm[d=16]")] == 10  # dropped at the first look after 5 more
     assert machine.seen[("slow", "layernorm[d=8]")] == 25 and info.stopped_by == "the most processes"
@@ -312,7 +312,7 @@ def test_the_note_says_when_every_escalated_estimate_came_back_inside_the_thresh
         return out
 
     out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
-                           escalate_s=1e9, measure=lucky)
+                           escalate_s=1e9, measure=lucky, measure_pair=None)
     assert info.escalated == 1 and info.passes == 10 and seen["slow"] == 10
     assert "stopped by every estimate coming back inside the threshold" in info.note()
     assert out[0].verdict != C.REGRESSION
@@ -339,7 +339,7 @@ def test_each_extra_pass_measures_only_the_strongest_undecided_suspects(same_bui
         return out
 
     out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
-                           escalate_s=1e9, focus=1, measure=machine)
+                           escalate_s=1e9, focus=1, measure=machine, measure_pair=None)
     assert info.escalated == 5
     assert order[:40] == [["layernorm[d=8]"]] * 40  # 20 extra passes, both sides, the real change alone
     by_case = {c.case: c for c in out}
@@ -354,7 +354,7 @@ def test_what_the_confirmation_measured_is_kept_as_results_files(same_build, tmp
     base = [run([rec(1.0)], 1)]
     new = [run([rec(1.2)], 2, options={"size": "smoke", "inject_slowdown": ["normalization/layernorm*=20%"]})]
     out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=4, max_processes=4, seed=3,
-                           measure=FakeMachine({"fast": 1.0, "slow": 1.2}))
+                           measure=FakeMachine({"fast": 1.0, "slow": 1.2}), measure_pair=None)
     assert set(info.runs) == {("base", "box"), ("new", "box")}
     line = write_confirmed(tmp_path, info.runs)
     assert str(tmp_path / "base") in line
@@ -389,3 +389,52 @@ def test_confirm_out_without_a_confirmation_says_nothing_was_written(tmp_path, c
           "--confirm-out", str(tmp_path / "kept")])
     assert "--confirm-out: nothing written, no confirmation ran" in capsys.readouterr().out
     assert not (tmp_path / "kept").exists()
+
+
+class PairedMachine:
+    """Pairs of processes taking turns: each pass's machine moves both sides alike (log sd
+    ``shared``); within a pair they differ by ``own`` (seeded)."""
+
+    def __init__(self, true_s: dict[str, float], shared: float, own: float, seed: int = 0):
+        import random
+
+        self.true_s, self.shared, self.own, self.rng, self.calls = true_s, shared, own, random.Random(seed), []
+
+    def __call__(self, items, base_options, new_options, lead, pair_id):
+        self.calls.append((lead, pair_id, len(items)))
+        out = {"base": [], "new": []}
+        for r, _ in items:
+            moved = math.exp(self.rng.gauss(0, self.shared))
+            for side, opts in (("base", base_options), ("new", new_options)):
+                speed = "slow" if opts.get("inject_slowdown") else "fast"
+                m = self.true_s[speed] * moved * math.exp(self.rng.gauss(0, self.own))
+                out[side].append({**rec(m, r["case"]), "paired": {"pair": pair_id, "lead": lead, "side": side}})
+        return out["base"], out["new"]
+
+
+def test_pairs_taking_turns_decide_what_separate_processes_cannot(same_build):
+    """A 20% slowdown on a machine whose seconds move by 15%: 5 + 5 separate processes cannot tell
+    it (test above); 5 pairs taking turns, 2% apart within a pair, flag it at the first look."""
+    base, new = injected_pair(1.0, 1.2)
+    machine = PairedMachine({"fast": 1.0, "slow": 1.2}, shared=0.15, own=0.02, seed=2)
+    out, info = CF.confirm(C.compare_runs(base, new), base, new, processes=5, max_processes=25, seed=1,
+                           measure_pair=machine)
+    (c,) = out
+    assert c.verdict == C.REGRESSION and "confirmed by 5 pairs of fresh processes taking turns" in c.note
+    assert info.paired and info.escalated == 0 and len(machine.calls) == 5
+    assert {lead for lead, _, _ in machine.calls} <= {"base", "new"}
+    assert [pid for _, pid, _ in machine.calls] == [f"1-{k}" for k in range(5)]
+    assert "in pairs of workers taking turns" in info.note()
+    new_doc = info.runs[("new", "box")]["measurements"][0]
+    assert [p["pair"] for p in new_doc["time_s"]["processes"]] == [f"1-{k}" for k in range(5)]
+
+
+def test_pairs_taking_turns_keep_an_unchanged_case_unchanged(same_build):
+    base, new = injected_pair(1.0, 1.0, cases=("layernorm[d=8]", "layernorm[d=16]"))
+    new = [run([rec(1.0, c) for c in ("layernorm[d=8]", "layernorm[d=16]")], 2)]
+    machine = PairedMachine({"fast": 1.0, "slow": 1.0}, shared=0.15, own=0.003, seed=5)
+    comparisons = C.compare_runs(base, new)
+    assert all(c.verdict == C.UNRESOLVED for c in comparisons)  # one process a side: suspects
+    out, info = CF.confirm(comparisons, base, new, processes=5, seed=2, measure_pair=machine)
+    assert info.suspects == 2 and info.paired
+    assert all(c.verdict == C.UNCHANGED and c.method == "confirmed" for c in out)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from xpubench.measure.step import BlockTimer, StepMeasurement
     from xpubench.measure.timing import OnRound
     from xpubench.options import RunOptions
+    from xpubench.run.paired import Turns
     from xpubench.spec.registry import Case
 
 Layout = Callable[["StepMeasurement"], dict[str, Any]]
@@ -28,7 +29,7 @@ Layout = Callable[["StepMeasurement"], dict[str, Any]]
 def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
                  timer: "BlockTimer | None" = None, on_round: "OnRound | None" = None,
                  layout: Layout = record.results_fields,
-                 shared: "SharedReference | None" = None) -> dict[str, Any]:
+                 shared: "SharedReference | None" = None, turns: "Turns | None" = None) -> dict[str, Any]:
     """The case's record, ``skipped`` (with the reason) where this backend does not run it.
 
     ``layout`` turns the measurement into record fields: the results file's by
@@ -36,6 +37,8 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     building or running the step propagate (the caller decides what a failure is).
     ``shared``: the run's fp32 outputs of this case, to save or to read
     (:mod:`xpubench.measure.reference`).
+    ``turns``: this worker takes turns with another (xpubench.run.paired): its build,
+    injection tuning and warm-up in one turn, then one turn per timed round.
     """
     rec = record.case_record(case, backend.spec)
     reason = backend.skip_reason(case)
@@ -58,6 +61,8 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     if host is not None:
         host.start(release_first=True)
     try:
+        if turns is not None:
+            turns.setup()  # the other worker is idle while this one builds and warms up
         try:
             step = backend.build(case, options=options)
         except SkipCase as e:
@@ -77,7 +82,8 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
         # latency cases: every call timed on its own, until a number of calls
         timing = replace(options.timing_config(), per_call=True) if case.latency else None
         m = measuring.measure_step(backend, step, options, timer=timer, on_round=on_round,
-                                   units_per_step=rec["units_per_step"], timing=timing, host=host)
+                                   units_per_step=rec["units_per_step"], timing=timing, host=host,
+                                   turn=turns.round if turns is not None else None)
     finally:
         if host is not None:
             host.close()

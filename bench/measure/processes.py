@@ -7,6 +7,10 @@ processes is therefore summarised at the process level, on the logarithms of the
 process medians, which holds whatever the within-process CIs claim. With one
 process, the within-process figures are all there is and are kept.
 
+Where BASE's and NEW's processes measured in pairs taking turns (the confirmation,
+xpubench.run.paired), the test is on the pairs' log ratios instead
+(:func:`compare_paired`).
+
 The figures are 20%-trimmed (Yuen): the central figure is the geometric trimmed mean
 and the test is Welch's on trimmed means with winsorized variances. The spread
 between processes is not normal: most processes of a case agree within about 10%,
@@ -44,6 +48,20 @@ class ProcessLevel:
         return max(self.estimate - lo, hi - self.estimate) / self.estimate
 
 
+def trimmed_mean_se(logs: Sequence[float], trim: float = TRIM) -> tuple[float, float, int]:
+    """The ``trim``-trimmed mean of ``logs``, its standard error from the winsorized variance, and
+    its h - 1 degrees of freedom (as scipy's ``ttest_ind(trim=)`` computes them per side: g =
+    floor(trim * k) from each end, h = k - 2g); needs k >= 2 values."""
+    k = len(logs)
+    centre = float(sps.trim_mean(logs, trim))
+    g = int(trim * k)
+    h = k - 2 * g
+    xs = sorted(logs)
+    wins = [min(max(x, xs[g]), xs[k - 1 - g]) for x in logs]
+    se = math.sqrt((k - 1) * statistics.variance(wins) / (h * (h - 1)))
+    return centre, se, h - 1
+
+
 def process_level(medians: Sequence[float], confidence: float = 0.95) -> ProcessLevel:
     """Geometric trimmed mean of the process medians and its trimmed t interval (needs K >= 2
     positive medians); ``spread`` is the plain sd of their logs, outliers included."""
@@ -53,15 +71,8 @@ def process_level(medians: Sequence[float], confidence: float = 0.95) -> Process
         raise ValueError("a process-level figure needs at least two processes")
     mean = sum(logs) / k
     sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (k - 1))
-    centre = float(sps.trim_mean(logs, TRIM))
-    # the trimmed mean's standard error from the winsorized variance, h - 1 dof (as scipy's
-    # ttest_ind(trim=) computes it per side: g = floor(TRIM * k) from each end)
-    g = int(TRIM * k)
-    h = k - 2 * g
-    xs = sorted(logs)
-    wins = [min(max(x, xs[g]), xs[k - 1 - g]) for x in logs]
-    se = math.sqrt((k - 1) * statistics.variance(wins) / (h * (h - 1)))
-    half = float(sps.t.ppf(0.5 + confidence / 2, h - 1)) * se
+    centre, se, dof = trimmed_mean_se(logs)
+    half = float(sps.t.ppf(0.5 + confidence / 2, dof)) * se
     return ProcessLevel(math.exp(centre), (math.exp(centre - half), math.exp(centre + half)), k, sd)
 
 
@@ -97,3 +108,27 @@ def compare_processes(base: Sequence[float], new: Sequence[float], confidence: f
     se = (float(ci.high) - float(ci.low)) / (2 * float(sps.t.ppf(0.5 + confidence / 2, dof)))
     return ProcessTest(math.exp(diff), (math.exp(float(ci.low)), math.exp(float(ci.high))), float(res.pvalue),
                        len(lb), len(ln), se, dof)
+
+
+# Below this many pairs the paired test trims nothing: a 20% trim of 5 pairs leaves 2 degrees
+# of freedom, too few to decide at the confirmation's alpha per look; an outlying pair only
+# widens the plain t's interval (one pair far off among 5 gives |t| near 1, no alarm).
+PAIRED_TRIM_FROM = 10
+
+
+def compare_paired(pairs: Sequence[tuple[float, float]], confidence: float = 0.95) -> ProcessTest:
+    """A change from K pairs of (base, new) process medians whose rounds took turns
+    (xpubench.run.paired): the t test of the mean log ratio over the pairs, 20%-trimmed
+    from ``PAIRED_TRIM_FROM`` pairs on. What the two processes of a pair shared (the
+    machine's seconds) cancels in their ratio; what remains is each process's own level."""
+    logs = [math.log(n / b) for b, n in pairs if b and n and b > 0 and n > 0]
+    k = len(logs)
+    if k < 2:
+        raise ValueError("a paired test needs at least two pairs")
+    centre, se, dof = trimmed_mean_se(logs, TRIM if k >= PAIRED_TRIM_FROM else 0.0)
+    if se == 0:  # every pair gave the same ratio: nothing to test
+        p = 0.0 if centre != 0 else 1.0
+        return ProcessTest(math.exp(centre), (math.exp(centre), math.exp(centre)), p, k, k, 0.0, dof)
+    p = float(2 * sps.t.sf(abs(centre) / se, dof))
+    half = float(sps.t.ppf(0.5 + confidence / 2, dof)) * se
+    return ProcessTest(math.exp(centre), (math.exp(centre - half), math.exp(centre + half)), p, k, k, se, dof)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from xpubench.measure.timing import OnRound, TimingConfig, TimingResult, measure
+from xpubench.measure.timing import OnRound, TimingConfig, TimingResult, Turn, measure
 
 if TYPE_CHECKING:
     from xpubench.backends.base import Backend, Step
@@ -124,7 +124,7 @@ def spread_warnings(timing: TimingResult, target_rel_ci: float) -> list[str]:
 def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
                  timer: BlockTimer | None = None, on_round: OnRound | None = None,
                  units_per_step: float | None = None, timing: TimingConfig | None = None,
-                 host: "HostPeakMeter | None" = None) -> StepMeasurement:
+                 host: "HostPeakMeter | None" = None, turn: Turn | None = None) -> StepMeasurement:
     """Warm up, calibrate and time ``step`` under ``options``; meters run over the timed rounds.
 
     The caller has activated the backend, reset its peak memory and built the step
@@ -132,6 +132,7 @@ def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
     (the probe has its own); ``on_round(rounds, seconds_per_step)`` sees each timed round.
     ``host``: a host-memory meter the caller started before building the case; without
     one, host memory is metered over the timed rounds only (and the method says so).
+    ``turn``: the timed rounds take turns with another worker's (xpubench.measure.timing).
     """
     timer = timer or BackendTimer(backend)
     cfg = replace(timing or options.timing_config())  # a copy: the window may lengthen it
@@ -157,7 +158,7 @@ def measure_step(backend: "Backend", step: "Step", options: "RunOptions", *,
     tele = None
     try:
         m.timing = measure(lambda n: timer.time_block(step, n), cfg, on_round=round_timed,
-                           on_window_start=window_started)
+                           on_window_start=window_started, turn=turn)
         if window is not None:
             steps = m.timing.iterations_per_round * len(m.timing.samples)
             tele = window.stop(steps=steps, units_per_step=units_per_step)

@@ -14,6 +14,11 @@ rounds): the loop first checks the cheap independent-rounds CI (never wider) and
 past 200 rounds checks only every 10th round, so the harness stays cheap. Latency mode (``per_call``): one call per round, until a number
 of calls rather than a CI target (xpubench.measure.latency turns them into
 percentiles).
+
+Taking turns (``turn``): the confirmation measures BASE and NEW in two live workers
+whose rounds alternate, so both sides' rounds come from the same seconds of a shared
+machine (:mod:`xpubench.run.paired`). Then the parent, not this loop, says when the
+rounds stop, so both sides get the same number of rounds.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from xpubench.measure import stats as st
 
 RunBlock = Callable[[int], float]
 OnRound = Callable[[int, float], None]
+# asks for the next timed round and waits for it: False = the rounds are over (xpubench.run.paired)
+Turn = Callable[[], bool]
 
 
 @dataclass
@@ -70,7 +77,7 @@ class TimingResult:
     timer_overhead_s: float
     iterations_per_round: int
     samples: list[float]  # seconds per step, one per round
-    stop_reason: str  # ci_target | sample_target (per_call) | time_budget | max_rounds
+    stop_reason: str  # ci_target | sample_target (per_call) | time_budget | max_rounds | turns
     window_s: float  # wall time of the timed rounds
     stats: st.TimeStats
     drift: float | None
@@ -154,12 +161,15 @@ def measure(
     on_round: OnRound | None = None,
     clock=time.perf_counter,
     on_window_start: Callable[[int], None] | None = None,
+    turn: Turn | None = None,
 ) -> TimingResult:
     """Warm up, calibrate, then timed rounds until the stopping rule says so.
 
     ``on_window_start(iterations_per_round)`` runs just before the first timed round
     (the device is idle: the last block ended with a synchronize): meters start there.
     ``on_round(rounds, seconds_per_step)`` runs after each timed round.
+    ``turn``: each timed round waits for its turn, and the rounds end when ``turn`` says
+    so (or at ``max_rounds``), not by the CI target or the time budget.
     """
     cfg = cfg or TimingConfig()
     wu = warm_up(run_block, cfg, clock)
@@ -173,11 +183,20 @@ def measure(
     # The CI check sorts all samples; past a few hundred rounds do it every few rounds
     # so the harness stays cheap relative to the work.
     while len(samples) < cfg.max_rounds:
+        if turn is not None:
+            if not turn():
+                stop = "turns"
+                break
+            # the other worker's turn left its data in the caches and this worker's threads
+            # asleep: one untimed call first, so a round times the step warm, as back to back
+            run_block(1)
         samples.append(run_block(n) / n)
         rounds = len(samples)
         elapsed = clock() - start
         if on_round is not None:
             on_round(rounds, samples[-1])
+        if turn is not None:
+            continue
         if rounds < cfg.min_rounds or elapsed < cfg.min_window_s:
             continue
         if cfg.per_call:

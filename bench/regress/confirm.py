@@ -2,18 +2,28 @@
 
 As ``asv continuous`` does: each suspect case x backend (a change found, or none
 found where the test could not have seen one) is measured again in fresh worker
-processes, BASE and NEW alternating (A B or B A per pass, from a recorded seed), K
-passes, each side with its own recorded run options (size, threads, injection) and
-the confirmation's time budget; then the process-level test decides
+processes, K passes, each side with its own recorded run options (size, threads,
+injection) and the confirmation's time budget; then the process-level test decides
 (xpubench.regress.levels).
+
+**Pairs taking turns.** Where BASE can be re-measured here, each pass starts one
+fresh worker per side and backend, and the two take turns (xpubench.run.paired):
+for each suspect, BASE's set-up, NEW's set-up, then their timed rounds alternating
+(which side goes first is drawn per pass from a recorded seed). On a shared VM the
+speed of a step moves from second to second; measured one after the other, BASE's
+and NEW's processes each caught their own seconds, and a memory-bound case's process
+medians spread 10-30%. Taking turns, both sides' rounds come from the same seconds,
+and the test is on each pair's ratio (``paired-processes``): in A/A pairs of torch
+LayerNorm forward+backward the ratio spread about 3%, against 12-25% between
+separate processes (docs/verdicts.md).
 
 Re-measuring BASE needs BASE's code: when BASE was measured at another commit (or
 xpubench version) than this checkout, BASE keeps its recorded figures and only NEW
 is re-measured (the single BASE process is then tested against NEW's K processes'
-spread). Cost: per pass and side, one fresh worker per backend (a framework import,
-seconds) that measures all of that backend's suspects (each its build, warm-up and
-time budget); 2K workers per backend (K when only NEW is re-measured). The note
-under the table gives the seconds spent.
+spread). Cost: per pass, one fresh worker per backend and side (a framework import,
+seconds; a pair's two start together) that measures all of that backend's suspects
+(each its build, warm-up and time budget). The note under the table gives the
+seconds spent.
 
 **More processes where they can decide.** On a 2-core VM a memory-bound case's
 process medians spread 10-20%, so 5 + 5 processes cannot resolve a 20% change (it
@@ -60,6 +70,10 @@ DEFAULT_FOCUS = 4
 
 # (suspects as (record, backend) pairs, one side's run options) -> their records, in order
 Measure = Callable[[list[tuple[dict[str, Any], str]], dict[str, Any]], list[dict[str, Any]]]
+# (suspects, BASE's options, NEW's options, the side that leads, the pair's id)
+#   -> (BASE's records, NEW's records), each in order: both sides measured taking turns
+MeasurePair = Callable[[list[tuple[dict[str, Any], str]], dict[str, Any], dict[str, Any], str, str],
+                       tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
 @dataclass
@@ -70,6 +84,7 @@ class Confirmation:
     processes: int = 0
     seconds: float = 0.0
     base_remeasured: bool = True
+    paired: bool = False  # BASE and NEW measured taking turns (xpubench.run.paired)
     seed: int = 0
     budget_s: float = DEFAULT_BUDGET_S
     escalated: int = 0  # suspects given more passes
@@ -84,7 +99,8 @@ class Confirmation:
     def note(self) -> str:
         if not self.suspects:
             return "confirmation: no suspected change to re-measure"
-        side = "BASE and NEW alternating" if self.base_remeasured else "NEW only (BASE is another build)"
+        side = ("BASE and NEW in pairs of workers taking turns round by round" if self.paired
+                else "BASE and NEW alternating" if self.base_remeasured else "NEW only (BASE is another build)")
         more = ""
         if self.escalated:
             more = (f"; {self.escalated} undecided suspect(s) got up to {self.passes} passes "
@@ -139,6 +155,28 @@ def measure_in_fresh_processes(items: list[tuple[dict[str, Any], str]], options:
     return [out[i] for i in range(len(items))]
 
 
+def measure_pairs_in_fresh_processes(items: list[tuple[dict[str, Any], str]], base_options: dict[str, Any],
+                                     new_options: dict[str, Any], lead: str,
+                                     pair_id: str) -> tuple[list[dict], list[dict]]:
+    """Each (record, backend) measured by two fresh workers per backend, BASE's and NEW's,
+    their rounds taking turns (xpubench.run.paired), ``lead`` first."""
+    from xpubench.backends.base import BackendSpec
+    from xpubench.run.paired import measure_paired, paired_options
+    from xpubench.spec import registry as specmod
+
+    sides = paired_options(base_options, new_options)
+    out: dict[str, dict[int, dict]] = {"base": {}, "new": {}}
+    for backend in dict.fromkeys(b for _, b in items):
+        mine = [(i, rec) for i, (rec, b) in enumerate(items) if b == backend]
+        cases = [specmod.find((rec["suite"], rec["name"], rec["mode"], rec.get("size") or sides["new"].size),
+                              rec.get("params")) for _, rec in mine]
+        got = measure_paired(BackendSpec.parse(backend), cases, sides, lead, pair_id)
+        for side in out:
+            for (i, _), r in zip(mine, got[side]):
+                out[side][i] = r
+    return ([out["base"][i] for i in range(len(items))], [out["new"][i] for i in range(len(items))])
+
+
 def confirmed_run(run: Run, side: str, records: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     """A run document of the records the confirmation measured for ``side`` (base|new) of ``run``:
     ``run``'s machine and options, this checkout's commit, and where the records came from."""
@@ -183,7 +221,7 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
             budget_s: float = DEFAULT_BUDGET_S, max_processes: int = DEFAULT_MAX_PROCESSES,
             escalate_s: float | None = None, focus: int = DEFAULT_FOCUS,
             base_is_this_build: bool | None = None, measure: Measure = measure_in_fresh_processes,
-            clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
+            measure_pair: MeasurePair | None = measure_pairs_in_fresh_processes, clock: Callable[[], float] = time.monotonic) -> tuple[list[C.Comparison], Confirmation]:
     """The comparisons with each suspect's verdict replaced by the confirmation's (process level).
 
     K passes; in each, BASE's suspects and NEW's suspects are measured in fresh workers
@@ -210,12 +248,26 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
     both = {mid: same_build(base_latest[mid]) if base_is_this_build is None else base_is_this_build
             for mid in {c.machine_id for c in suspects}}
     info.base_remeasured = all(both.values())
+    info.paired = info.base_remeasured and measure_pair is not None
     got: dict[tuple[str, Any], list[dict]] = {}
     rng = random.Random(seed)
 
     def one_pass(k: int, group_of: list[C.Comparison]) -> None:
         sides = ["base", "new"]
         rng.shuffle(sides)
+        if measure_pair is not None:
+            paired = [c for c in group_of if both[c.machine_id]]
+            for mid in dict.fromkeys(c.machine_id for c in paired):
+                group = [c for c in paired if c.machine_id == mid]
+                items = [(dict(new_m[c.key].raw), c.backend) for c in group]
+                recs = measure_pair(items, _side_options(base_latest[mid], budget_s),
+                                    _side_options(new_latest[mid], budget_s), sides[0], f"{seed}-{k}")
+                info.processes += 2 * len({c.backend for c in group})
+                for side, side_recs in zip(("base", "new"), recs):
+                    for c, rec in zip(group, side_recs):
+                        rec["pass"] = k
+                        got.setdefault((side, c.key), []).append(rec)
+            group_of = [c for c in group_of if not both[c.machine_id]]  # NEW alone: below
         for side in sides:
             mine = [c for c in group_of if side == "new" or both[c.machine_id]]
             # one measuring call per machine's run options (a side's options are one run's)
@@ -286,9 +338,12 @@ def confirm(comparisons: list[C.Comparison], base_runs: list[Run], new_runs: lis
         base_rec, new_rec = sides_of(c)
         d = C.judge(base_rec, new_rec, threshold=c.threshold, alpha=look_alpha, rule=rule)
         n_new = len(got[("new", c.key)])
-        how = f"{n_new}+{n_new}" if both[c.machine_id] else f"0+{n_new}"
         was = f"was {c.verdict} {C.fmt_change(c.ratio) if c.ratio else ''}".rstrip()
-        note = f"confirmed by {how} interleaved fresh processes ({was})"
+        if measure_pair is not None and both[c.machine_id]:
+            note = f"confirmed by {n_new} pairs of fresh processes taking turns ({was})"
+        else:
+            how = f"{n_new}+{n_new}" if both[c.machine_id] else f"0+{n_new}"
+            note = f"confirmed by {how} interleaved fresh processes ({was})"
         if escalating:
             note += f", tested at alpha {look_alpha:g} per look"
         out.append(replace(c, verdict=d.verdict, ratio=d.ratio, ratio_ci=d.ratio_ci, p_value=d.p_value,

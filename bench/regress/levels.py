@@ -6,6 +6,9 @@ process do, so a verdict is only as good as its model of what a rerun shows:
 - ``processes``: both sides measured in >= 2 fresh processes (``--repeat``): Yuen's
   (trimmed Welch) test on the log process medians
   (:func:`xpubench.measure.processes.compare_processes`).
+- ``paired-processes``: both sides measured in the same >= 2 pairs of processes whose
+  rounds took turns (the confirmation, xpubench.run.paired): the t test of the pairs'
+  log ratios (:func:`xpubench.measure.processes.compare_paired`).
 - ``processes-vs-one``: one side has >= 2 processes, the other one: the one process's
   median against the prediction interval of the repeated side (t, K - 1 dof).
 - ``noise-model``: one process per side, and a between-process spread ``sigma`` of
@@ -31,11 +34,12 @@ from typing import Any, Iterable, Mapping
 
 from scipy import stats as sps
 
-from xpubench.measure.processes import compare_processes
+from xpubench.measure.processes import compare_paired, compare_processes
 from xpubench.results.run_view import Run
 from xpubench.results.view import Measurement
 
 PROCESSES = "processes"
+PAIRED = "paired-processes"
 PROCESSES_VS_ONE = "processes-vs-one"
 NOISE_MODEL = "noise-model"
 ONE_PROCESS = "one-process"
@@ -55,6 +59,25 @@ def process_medians(m: Measurement) -> list[float]:
     return [float(p["median"]) for p in procs
             if isinstance(p, Mapping) and isinstance(p.get("median"), (int, float)) and p["median"] > 0
             and p.get("status", "ok") == "ok"]
+
+
+def process_pairs(base: Measurement, new: Measurement) -> list[tuple[float, float]]:
+    """(base, new) medians of the processes that took turns in pairs; empty unless every process
+    of both sides that has a median belongs to a pair whose other side has one too."""
+    def by_pair(m: Measurement) -> dict[Any, float] | None:
+        procs = m.time_block.get("processes")
+        if not isinstance(procs, list):
+            return None
+        good = [p for p in procs if isinstance(p, Mapping) and isinstance(p.get("median"), (int, float))
+                and p["median"] > 0 and p.get("status", "ok") == "ok"]
+        if any(p.get("pair") is None for p in good):
+            return None
+        return {p["pair"]: float(p["median"]) for p in good}
+
+    b, n = by_pair(base), by_pair(new)
+    if not b or not n or set(b) != set(n):
+        return []
+    return [(b[k], n[k]) for k in b]
 
 
 def key_text(key: Key) -> str:
@@ -162,7 +185,7 @@ def spread_upper_factor(dof: float) -> float:
 def level_of(base: Measurement, new: Measurement, sigma: float | None) -> str:
     kb, kn = len(process_medians(base)), len(process_medians(new))
     if kb >= 2 and kn >= 2:
-        return PROCESSES
+        return PAIRED if len(process_pairs(base, new)) >= 2 else PROCESSES
     if kb >= 2 or kn >= 2:
         return PROCESSES_VS_ONE
     return NOISE_MODEL if sigma is not None else ONE_PROCESS
@@ -171,6 +194,10 @@ def level_of(base: Measurement, new: Measurement, sigma: float | None) -> str:
 def level_test(base: Measurement, new: Measurement, level: str, sigma: float | None, alpha: float,
                confidence: float = 0.95) -> LevelTest:
     """The test of ``level`` (not ``one-process``: that one is the within-process rank test)."""
+    if level == PAIRED:
+        t = compare_paired(process_pairs(base, new), confidence)
+        return LevelTest(level, t.ratio, t.ci95, t.p_value,
+                         detectable_change(t.se_log * spread_upper_factor(t.dof), alpha, t.dof))
     if level == PROCESSES:
         t = compare_processes(process_medians(base), process_medians(new), confidence)
         return LevelTest(level, t.ratio, t.ci95, t.p_value,

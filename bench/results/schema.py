@@ -27,6 +27,10 @@ a field documents it here):
   rounds, samples, worker_pid, host: {cpu_affinity, numa_nodes, thp, malloc}, ...}``; the headline ``median``
   and ``ci95`` are then the process-level ones (``time_s.level = "processes"``, ``process_spread``);
 - ``pass``: the pass of the interleaved plan that measured a record (0-based; gone once K passes merge);
+- ``paired`` (the confirmation's records, ``compare --confirm-out``): ``{pair, lead, side, env}`` when
+  BASE's and NEW's workers took turns round by round (xpubench.run.paired): the pair's id, the side
+  that went first, this record's side and the environment its worker was given; each process entry
+  then has ``pair``, and ``time_s.stop_reason`` is ``turns``;
 - ``process``: the worker's pid, CPU affinity, NUMA nodes, transparent-huge-pages mode and ``malloc``
   (``{settled, glibc, block_bytes}`` or ``{settled: false, why}``: xpubench.run.allocator);
 - ``injected_slowdown``: ``{pattern, fraction, delay_s, spin, delivered_ab, ab_pairs, ab_plain_s}`` of

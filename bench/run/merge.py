@@ -27,6 +27,8 @@ def _process_entry(rec: dict[str, Any]) -> dict[str, Any]:
     entry.update({k: t.get(k) for k in PROCESS_FIELDS if k in t})
     entry["samples"] = list(t.get("samples") or [])
     entry["worker_pid"] = rec.get("worker_pid")
+    if rec.get("paired"):  # its rounds took turns with the other side's process of this pair
+        entry["pair"] = rec["paired"].get("pair")
     if rec.get("process"):
         entry["host"] = {k: v for k, v in rec["process"].items() if k != "pid"}
     if rec.get("status") != "ok":

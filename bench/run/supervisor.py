@@ -11,6 +11,7 @@ to the run file as soon as it arrives, so nothing measured is lost.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import tempfile
 import time
@@ -64,13 +65,23 @@ class Outcome:
 class WorkerProcess:
     """The parent's handle on one worker process (xpubench.run.worker) for one backend spec."""
 
-    def __init__(self, spec: BackendSpec, opts: RunOptions):
+    def __init__(self, spec: BackendSpec, opts: RunOptions, env: dict[str, str] | None = None):
+        """``env``: variables set for this worker only (a spawned child copies the parent's environment)."""
         self.spec = spec
         self.opts = opts
         self.conn, child = _MP.Pipe()
         self.proc = _MP.Process(target=_worker_entry, args=(child, str(spec), opts.to_dict()),
                                 daemon=True, name=f"xpubench-{spec}")
-        self.proc.start()
+        saved = {k: os.environ.get(k) for k in env or {}}
+        try:
+            os.environ.update(env or {})
+            self.proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         child.close()
         self.killed_by_us = False
         self.info: dict[str, Any] | None = None

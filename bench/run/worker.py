@@ -1,7 +1,8 @@
 """The worker process's loop: set up one backend, then measure each case the parent sends.
 
 The parent (``xpubench.run.supervisor``) sends case keys; the worker answers with
-throttled progress messages and one record per case. A case that raises is
+throttled progress messages and one record per case. A ``paired_case`` is measured
+taking turns with another worker (``xpubench.run.paired``). A case that raises is
 recorded with its status and the worker goes on.
 """
 
@@ -21,6 +22,7 @@ from xpubench.measure.reference import SharedReference
 from xpubench.options import RunOptions
 from xpubench.run.allocator import settle_malloc
 from xpubench.run.host_facts import process_facts
+from xpubench.run.paired import Turns
 from xpubench.spec import registry as specmod
 
 PROGRESS_EVERY_S = 0.1  # progress, not a firehose
@@ -47,7 +49,7 @@ def _apply_limits(opts: RunOptions) -> None:
 
 
 def _measure_one(conn, backend, case: specmod.Case, opts: RunOptions,
-                 shared: SharedReference | None = None) -> dict[str, Any]:
+                 shared: SharedReference | None = None, turns: Turns | None = None) -> dict[str, Any]:
     last = [0.0]
 
     def on_round(rounds: int, sample: float) -> None:
@@ -62,7 +64,7 @@ def _measure_one(conn, backend, case: specmod.Case, opts: RunOptions,
         # something about the measurement: keep them in the record, not on stderr.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rec = measure_case(backend, case, opts, on_round=on_round, shared=shared)
+            rec = measure_case(backend, case, opts, on_round=on_round, shared=shared, turns=turns)
         seen = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:300]}" for w in caught})
         if seen:
             rec.setdefault("warnings", []).extend(seen)
@@ -102,9 +104,14 @@ def worker_main(conn, spec_text: str, opts_dict: dict) -> None:
         msg = conn.recv()
         if msg[0] == "stop":
             return
-        _, key, params, shared = msg
-        rec = _measure_one(conn, backend, specmod.find(tuple(key), params), opts,
-                           SharedReference.from_message(shared))
+        if msg[0] == "paired_case":  # taking turns with another worker (xpubench.run.paired)
+            _, key, params, pairing = msg
+            rec = _measure_one(conn, backend, specmod.find(tuple(key), params), opts, turns=Turns(conn))
+            rec["paired"] = pairing
+        else:
+            _, key, params, shared = msg
+            rec = _measure_one(conn, backend, specmod.find(tuple(key), params), opts,
+                               SharedReference.from_message(shared))
         rec["worker_pid"] = os.getpid()
         rec["threads"] = info.get("threads")
         rec["process"] = facts

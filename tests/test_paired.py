@@ -1,0 +1,164 @@
+"""Two workers taking turns (xpubench.run.paired): the parent's turn-keeping, the timing loop's
+turns, the paired test, and two real workers measuring one case."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from xpubench.measure.processes import PAIRED_TRIM_FROM, compare_paired, compare_processes
+from xpubench.measure.timing import TimingConfig, measure
+from xpubench.options import RunOptions
+from xpubench.run.paired import GO, ROUND, SETUP, STOP, PairedCase, _Side
+
+
+def sides(budget_s=0.01, min_rounds=3):
+    opts = RunOptions(size="smoke", time_budget_s=budget_s, min_rounds=min_rounds, telemetry=False)
+    return [_Side("new", None, opts), _Side("base", None, opts)]  # "new" leads
+
+
+def test_setups_go_one_at_a_time_the_lead_first_then_rounds_alternate():
+    new, base = sides()
+    state = PairedCase([new, base])
+    state.asked(base, SETUP, 0.0)
+    assert state.grants(0.0) == []  # the lead has not asked yet: nobody runs alone
+    state.asked(new, SETUP, 0.0)
+    assert state.grants(0.0) == [(new, GO)]
+    assert state.grants(0.1) == []  # a turn is held
+    state.asked(new, ROUND, 1.0)  # the lead's set-up is over: its next ask ends it
+    assert state.grants(1.0) == [(base, GO)]  # set-ups before rounds
+    state.asked(base, ROUND, 2.0)
+    order = []
+    t = 2.0
+    for _ in range(6):
+        (side, reply), = state.grants(t)
+        assert reply == GO
+        order.append(side.name)
+        t += 0.005
+        state.asked(side, ROUND, t)
+    assert order == ["new", "base"] * 3
+    assert [p for _, p in state.log[:2]] == [SETUP, SETUP]
+    assert new.rounds == base.rounds == 3 and new.held_s == pytest.approx(0.015)
+
+
+def test_the_rounds_stop_together_once_each_side_had_its_budget_and_min_rounds():
+    new, base = sides(budget_s=0.019, min_rounds=3)
+    state = PairedCase([new, base])
+    for s in (new, base):
+        state.asked(s, ROUND, 0.0)
+    t, granted = 0.0, 0
+    while True:
+        replies = state.grants(t)
+        if replies and replies[0][1] == STOP:
+            break
+        (side, _), = replies
+        granted += 1
+        t += 0.004  # each round lasts 4 ms: 5 rounds a side fill the 20 ms budget
+        state.asked(side, ROUND, t)
+    assert sorted(s.name for s, r in replies if r == STOP) == ["base", "new"]
+    assert new.rounds == base.rounds == 5 and granted == 10
+
+
+def test_a_side_that_leaves_lets_the_other_finish_alone():
+    new, base = sides(budget_s=0.01, min_rounds=2)
+    state = PairedCase([new, base])
+    state.asked(new, ROUND, 0.0)
+    state.finished(base, {"status": "skipped"}, 0.0)  # e.g. the case is not offered on its backend
+    t = 0.0
+    rounds = 0
+    while True:
+        (side, reply), = state.grants(t)
+        if reply == STOP:
+            break
+        assert side is new
+        rounds += 1
+        t += 0.004
+        state.asked(new, ROUND, t)
+    assert rounds == 3 and base.record == {"status": "skipped"}
+
+
+def test_the_timing_loop_takes_turns_and_rewarms_after_each_turn():
+    calls = []
+
+    def run_block(n):
+        calls.append(n)
+        return 0.001 * n
+
+    turns = iter([True] * 7 + [False])
+    cfg = TimingConfig(min_rounds=100, time_budget_s=0.0, warmup_min_s=0.0, warmup_max_s=0.0)
+    clock = iter(range(0, 10_000)).__next__
+    res = measure(run_block, cfg, turn=lambda: next(turns), clock=clock)
+    assert len(res.samples) == 7 and res.stop_reason == "turns"  # the turns end the rounds, not min_rounds
+    timed = calls[-14:]  # each round: one untimed call, then the timed block
+    assert timed[0::2] == [1] * 7 and all(n == res.iterations_per_round for n in timed[1::2])
+
+
+def test_the_paired_test_cancels_what_a_pair_shares():
+    """Each pass's machine moves both sides (log sd 0.15); within a pair they differ by 2%: 5 pairs
+    find a 20% change that the two-sample test on the same processes cannot."""
+    rng = random.Random(3)
+    pairs = []
+    for _ in range(5):
+        shared = math.exp(rng.gauss(0, 0.15))
+        pairs.append((shared * math.exp(rng.gauss(0, 0.02)), 1.2 * shared * math.exp(rng.gauss(0, 0.02))))
+    paired = compare_paired(pairs)
+    assert paired.p_value < 0.001 and paired.ci95[0] > 1.1 and paired.dof == 4  # 5 pairs: nothing trimmed
+    assert compare_processes([b for b, _ in pairs], [n for _, n in pairs]).p_value > 0.005
+
+
+def test_the_paired_test_keeps_its_false_alarm_rate():
+    """A/A, seeded: K pairs whose log ratios are normal (and, from PAIRED_TRIM_FROM on, trimmed):
+    the rate at alpha 0.01 stays near 1%."""
+    rng = random.Random(7)
+    for k in (5, PAIRED_TRIM_FROM + 2):
+        alarms = sum(compare_paired([(1.0, math.exp(rng.gauss(0, 0.05))) for _ in range(k)]).p_value < 0.01
+                     for _ in range(3000))
+        assert 0.004 < alarms / 3000 < 0.018, (k, alarms)
+
+
+def test_one_pair_far_off_hides_a_change_but_never_invents_one():
+    pairs = [(1.0, 1.0), (1.0, 1.01), (1.0, 0.99), (1.0, 1.0), (1.0, 3.0)]
+    assert compare_paired(pairs).p_value > 0.3
+
+
+def test_a_real_pair_of_workers_takes_turns(monkeypatch):
+    from tests.verdict_suite import use_suite_module
+    from xpubench.backends.base import BackendSpec
+    from xpubench.run.paired import measure_paired, paired_options
+    from xpubench.spec import registry as specmod
+
+    use_suite_module(monkeypatch)
+    cases = specmod.select(["verdicts"], ["spin_a"], "smoke")
+    base = {"size": "smoke", "time_budget_s": 0.05, "telemetry": False, "accuracy": False}
+    new = {**base, "inject_slowdown": ["verdicts/spin_a=50%"]}
+    got = measure_paired(BackendSpec.parse("torch:cpu:fp32"), cases, paired_options(base, new), "base", "s-0")
+    (b,), (n,) = got["base"], got["new"]
+    assert b["status"] == n["status"] == "ok"
+    assert b["time_s"]["stop_reason"] == n["time_s"]["stop_reason"] == "turns"
+    assert b["time_s"]["rounds"] == n["time_s"]["rounds"] >= 5
+    assert b["paired"] == {"pair": "s-0", "lead": "base", "side": "base", "env": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    assert n["paired"]["side"] == "new" and b["worker_pid"] != n["worker_pid"]
+    assert n["time_s"]["median"] > b["time_s"]["median"] * 1.2  # the injected 50%, in the same seconds
+
+
+def test_the_paired_level_needs_every_process_in_a_pair_with_the_other_side():
+    from xpubench.regress import levels
+    from xpubench.results.view import Measurement
+
+    def side(medians, pairs):
+        procs = [{"median": m, "status": "ok", **({"pair": p} if p is not None else {})}
+                 for m, p in zip(medians, pairs)]
+        return Measurement.of({"status": "ok", "time_s": {"median": 1.0, "processes": procs}})
+
+    base = side([1.0, 1.1, 0.9], ["s-0", "s-1", "s-2"])
+    new = side([1.2, 1.32, 1.08], ["s-0", "s-1", "s-2"])
+    assert levels.level_of(base, new, None) == levels.PAIRED
+    assert levels.process_pairs(base, new) == [(1.0, 1.2), (1.1, 1.32), (0.9, 1.08)]
+    t = levels.level_test(base, new, levels.PAIRED, None, 0.01)
+    assert t.ratio == pytest.approx(1.2) and t.p_value == 0.0  # the same ratio in every pair
+    unpaired = side([1.2, 1.32, 1.08], ["s-0", "s-1", None])  # one process measured on its own
+    assert levels.level_of(base, unpaired, None) == levels.PROCESSES
+    other = side([1.2, 1.32, 1.08], ["s-0", "s-1", "s-9"])
+    assert levels.level_of(base, other, None) == levels.PROCESSES
