@@ -25,9 +25,10 @@ seconds; a pair's two start together) that measures all of that backend's suspec
 (each its build, warm-up and time budget). The note under the table gives the
 seconds spent.
 
-**More processes where they can decide.** On a 2-core VM a memory-bound case's
-process medians spread 10-20%, so 5 + 5 processes cannot resolve a 20% change (it
-takes about 25 per side). Paying that for every suspect would cost minutes per case;
+**More processes where they can decide.** On a 2-core VM some memory-bound cases
+keep a level of their own per process even taking turns (the log ratio within a pair
+of torch LayerNorm forward spread 0.03-0.15), so 5 pairs cannot always resolve a 20%
+change (20-25 pairs did). Paying that for every suspect would cost minutes per case;
 so after the K passes, only the suspects whose estimate lies beyond the threshold but
 whose test did not decide (``unresolved`` or ``insignificant``) get more passes, one
 at a time up to ``max_processes`` per side, while the escalation has spent less than
