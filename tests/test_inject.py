@@ -99,20 +99,28 @@ def test_the_spin_is_tuned_to_the_asked_slowdown_then_what_it_delivers_is_measur
     assert own.delays == []
 
 
-def test_a_step_already_slower_after_a_spin_gets_none():
+def plain_and_slowed(own, cost_s, spin_shows):
+    """A plain step of 1 ms and a slowed one whose own time is ``cost_s`` per call; its blocks
+    measure ``cost_s`` per call, times (1 + spin) where ``spin_shows``."""
     from types import SimpleNamespace
 
-    from xpubench.measure.inject import tune_spin
-
-    own = OwnTime()
     plain, slow = SimpleNamespace(), SimpleNamespace()
 
     def time_block(step, n):
         if step is plain:
             return 0.001 * n
         for _ in range(n):
-            own.add(0.002)  # twice the plain call's cost
-        return 0.002 * n
+            own.add(cost_s)
+        return cost_s * (1 + (own.spin if spin_shows else 0.0)) * n
+
+    return plain, slow, time_block
+
+
+def test_a_step_already_slower_after_a_spin_gets_none():
+    from xpubench.measure.inject import tune_spin
+
+    own = OwnTime()
+    plain, slow, time_block = plain_and_slowed(own, 0.002, spin_shows=False)  # twice the plain call's cost
 
     assert tune_spin(plain, slow, own, 0.2, time_block, n=2, pairs=9) == 0.0
 
@@ -183,19 +191,10 @@ def test_a_step_that_overshoots_with_no_spin_keeps_none_and_says_what_it_deliver
     """Slowed blocks already 50% slower than plain with no spin at all (a step whose threads
     fall asleep at any gap): the correction never makes the spin negative, and the record
     keeps what was measured, not the asked 20%."""
-    from types import SimpleNamespace
-
     from xpubench.measure.inject import check_delivered
 
     own = OwnTime()
-    plain, slow = SimpleNamespace(), SimpleNamespace()
-
-    def time_block(step, n):
-        if step is plain:
-            return 0.001 * n
-        for _ in range(n):
-            own.add(0.0015)
-        return 0.0015 * (1 + own.spin) * n
+    plain, slow, time_block = plain_and_slowed(own, 0.0015, spin_shows=True)
 
     note = {"fraction": 0.2, "_own": own}
     check_delivered(plain, slow, note, time_block, min_round_s=0.005)
