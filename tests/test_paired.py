@@ -162,3 +162,19 @@ def test_the_paired_level_needs_every_process_in_a_pair_with_the_other_side():
     assert levels.level_of(base, unpaired, None) == levels.PROCESSES
     other = side([1.2, 1.32, 1.08], ["s-0", "s-1", "s-9"])
     assert levels.level_of(base, other, None) == levels.PROCESSES
+
+
+def test_a_failing_case_is_recorded_on_both_sides_and_the_pair_goes_on(monkeypatch):
+    from tests.verdict_suite import use_suite_module
+    from xpubench.backends.base import BackendSpec
+    from xpubench.run.paired import measure_paired, paired_options
+    from xpubench.spec import registry as specmod
+
+    use_suite_module(monkeypatch, "tests.fault_suite")
+    cases = sorted(specmod.select(["faults"], ["raises", "good_a"], "smoke"), key=lambda c: c.name != "raises")
+    opts = {"size": "smoke", "time_budget_s": 0.05, "telemetry": False, "accuracy": False, "case_timeout_s": 60}
+    got = measure_paired(BackendSpec.parse("torch:cpu:fp32"), cases, paired_options(opts, opts), "new", "f-0")
+    for side in ("base", "new"):
+        raised, good = got[side]
+        assert raised["status"] == "error" and raised["reason"] == "ValueError: the layer exploded"
+        assert good["status"] == "ok" and good["time_s"]["stop_reason"] == "turns"
