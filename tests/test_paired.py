@@ -178,3 +178,41 @@ def test_a_failing_case_is_recorded_on_both_sides_and_the_pair_goes_on(monkeypat
         raised, good = got[side]
         assert raised["status"] == "error" and raised["reason"] == "ValueError: the layer exploded"
         assert good["status"] == "ok" and good["time_s"]["stop_reason"] == "turns"
+
+
+def test_a_case_timed_without_rounds_is_measured_whole_in_its_setup_turn(monkeypatch):
+    """Train to a target (or a distributed case) has no timed rounds to take turns on: it
+    asks for its set-up turn first and holds it until its record is back, so the other
+    side's worker never trains at the same time."""
+    from xpubench.backends.base import BackendSpec, make_backend
+    from xpubench.measure import case as case_mod
+    from xpubench.spec import registry as specmod
+
+    events = []
+
+    class FakeTurns:
+        def setup(self):
+            events.append(SETUP)
+
+        def round(self):
+            raise AssertionError("no timed rounds in a case trained to a target")
+
+    def fake_convergence(backend, case, seed, on_epoch):
+        events.append("trained")
+        return {"status": "ok"}
+
+    monkeypatch.setattr(case_mod, "measure_convergence", fake_convergence)
+    case = next(iter(specmod.select(["convergence"], ["mnist_cnn"], "smoke")))
+    backend = make_backend(BackendSpec.parse("torch:cpu:fp32"))
+    rec = case_mod.measure_case(backend, case, RunOptions(size="smoke", telemetry=False), turns=FakeTurns())
+    assert rec["status"] == "ok" and events == [SETUP, "trained"]
+
+    # the parent's side: the set-up turn ends with the record, then the other side's begins
+    new, base = sides()
+    state = PairedCase([new, base])
+    state.asked(new, SETUP, 0.0)
+    state.asked(base, SETUP, 0.0)
+    assert state.grants(0.0) == [(new, GO)]
+    assert state.grants(5.0) == []  # still training: base waits
+    state.finished(new, {"status": "ok"}, 9.0)
+    assert state.grants(9.0) == [(base, GO)] and new.held_s == 0.0

@@ -38,13 +38,18 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     ``shared``: the run's fp32 outputs of this case, to save or to read
     (:mod:`xpubench.measure.reference`).
     ``turns``: this worker takes turns with another (xpubench.run.paired): its build,
-    injection tuning and warm-up in one turn, then one turn per timed round.
+    injection tuning and warm-up in one turn, then one turn per timed round; a case
+    timed without rounds is measured whole in its set-up turn.
     """
     rec = record.case_record(case, backend.spec)
     reason = backend.skip_reason(case)
     if reason:
         rec.update(status="skipped", reason=reason)
         return rec
+    if turns is not None:
+        # The other worker is idle while this one builds and warms up; a case timed
+        # without rounds (distributed, train to a target) holds this turn to its end.
+        turns.setup()
     if case.mode == DATA_PARALLEL_MODE:  # distributed: xpubench.run.distributed starts the ranks
         from xpubench.run.distributed import measure_distributed
 
@@ -61,8 +66,6 @@ def measure_case(backend: "Backend", case: "Case", options: "RunOptions", *,
     if host is not None:
         host.start(release_first=True)
     try:
-        if turns is not None:
-            turns.setup()  # the other worker is idle while this one builds and warms up
         try:
             step = backend.build(case, options=options)
         except SkipCase as e:
