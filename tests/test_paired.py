@@ -41,6 +41,9 @@ def test_setups_go_one_at_a_time_the_lead_first_then_rounds_alternate():
     assert order == ["new", "base"] * 3
     assert [p for _, p in state.log[:2]] == [SETUP, SETUP]
     assert new.rounds == base.rounds == 3 and new.held_s == pytest.approx(0.015)
+    # each side's limit runs from its own first turn: base waited a second for the lead's set-up
+    assert new.deadline == pytest.approx(0.0 + new.opts.case_timeout_s)
+    assert base.deadline == pytest.approx(1.0 + base.opts.case_timeout_s)
 
 
 def test_the_rounds_stop_together_once_each_side_had_its_budget_and_min_rounds():
@@ -143,7 +146,7 @@ def test_a_real_pair_of_workers_takes_turns(monkeypatch):
     assert n["time_s"]["median"] > b["time_s"]["median"] * 1.2  # the injected 50%, in the same seconds
 
 
-def test_the_paired_level_needs_every_process_in_a_pair_with_the_other_side():
+def test_the_paired_level_needs_every_process_in_a_pair_and_leaves_out_a_pair_that_lost_a_side():
     from xpubench.regress import levels
     from xpubench.results.view import Measurement
 
@@ -160,8 +163,11 @@ def test_the_paired_level_needs_every_process_in_a_pair_with_the_other_side():
     assert t.ratio == pytest.approx(1.2) and t.p_value == 0.0  # the same ratio in every pair
     unpaired = side([1.2, 1.32, 1.08], ["s-0", "s-1", None])  # one process measured on its own
     assert levels.level_of(base, unpaired, None) == levels.PROCESSES
-    other = side([1.2, 1.32, 1.08], ["s-0", "s-1", "s-9"])
-    assert levels.level_of(base, other, None) == levels.PROCESSES
+    lost = side([1.2, 1.32], ["s-0", "s-1"])  # NEW's process of pair s-2 failed
+    assert levels.level_of(base, lost, None) == levels.PAIRED
+    assert levels.process_pairs(base, lost) == [(1.0, 1.2), (1.1, 1.32)]
+    one_left = side([1.2, 1.32], ["s-0", "s-9"])
+    assert levels.level_of(base, one_left, None) == levels.PROCESSES  # one pair is no paired test
 
 
 def test_a_failing_case_is_recorded_on_both_sides_and_the_pair_goes_on(monkeypatch):
@@ -216,3 +222,40 @@ def test_a_case_timed_without_rounds_is_measured_whole_in_its_setup_turn(monkeyp
     assert state.grants(5.0) == []  # still training: base waits
     state.finished(new, {"status": "ok"}, 9.0)
     assert state.grants(9.0) == [(base, GO)] and new.held_s == 0.0
+
+
+def test_a_backend_neither_side_can_start_is_skipped_on_both_with_the_reason():
+    """Both workers fail their handshake (no CUDA here): each side's record says why; nothing raises."""
+    from xpubench.backends.base import BackendSpec
+    from xpubench.run.paired import measure_paired, paired_options
+    from xpubench.spec import registry as specmod
+
+    cases = specmod.select(["normalization"], ["layernorm"], "smoke")[:1]
+    opts = {"size": "smoke", "time_budget_s": 0.05, "telemetry": False, "accuracy": False}
+    got = measure_paired(BackendSpec.parse("torch:cuda:fp32"), cases, paired_options(opts, opts), "new", "u-0")
+    for side in ("base", "new"):
+        (rec,) = got[side]
+        assert rec["status"] == "skipped" and rec["reason"].startswith("backend not usable: ")
+
+
+def test_a_pair_member_that_dies_or_hangs_is_recorded_and_fresh_workers_take_the_next_case(monkeypatch):
+    """Real faults in both workers of a pair: an abort is ``crashed`` on each side (the other
+    side gets its turn once the first is dead), a hang past the case's deadline is
+    ``timeout`` on both (the waiting side too: its worker is killed with the hung one), and
+    the next case is measured taking turns by fresh workers."""
+    from tests.verdict_suite import use_suite_module
+    from xpubench.backends.base import BackendSpec
+    from xpubench.run.paired import measure_paired, paired_options
+    from xpubench.spec import registry as specmod
+
+    use_suite_module(monkeypatch, "tests.fault_suite")
+    order = ["aborts", "hang", "good_a"]
+    cases = sorted(specmod.select(["faults"], order, "smoke"), key=lambda c: order.index(c.name))
+    opts = {"size": "smoke", "time_budget_s": 0.05, "telemetry": False, "accuracy": False, "case_timeout_s": 6}
+    got = measure_paired(BackendSpec.parse("torch:cpu:fp32"), cases, paired_options(opts, opts), "base", "f-1")
+    for side in ("base", "new"):
+        aborted, hung, good = got[side]
+        assert aborted["status"] == "crashed" and "SIGABRT" in aborted["reason"]
+        assert hung["status"] == "timeout" and "6 s" in hung["reason"]
+        assert good["status"] == "ok" and good["time_s"]["stop_reason"] == "turns"
+        assert good["paired"]["pair"] == "f-1" and good["paired"]["side"] == side

@@ -17,8 +17,10 @@ asking, so nothing else of theirs runs during a turn: set-ups first (the lead's,
 then the other's), then rounds alternately, the lead first. Once every side has
 held its rounds for its time budget and at least its ``min_rounds``, with as many
 rounds each, every next round request is answered "stop". A side that is skipped,
-fails or dies leaves the other to finish alone; a case past its deadline is
-recorded ``timeout`` on the sides still on it and their workers are killed.
+fails or dies leaves the other to finish alone. Each side's deadline
+(``case_timeout_s``) runs from its first turn, since the sides' work is taken in
+turns: a side past it is recorded ``timeout`` and its worker killed, and the other
+goes on alone. A backstop of the sides' limits added together ends the case for all.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class _Side:
     record: dict | None = None
     rounds: int = 0
     held_s: float = 0.0  # seconds its round turns lasted
+    deadline: float | None = None  # from its first turn: its limit counts its own work, not its wait
 
     @property
     def done(self) -> bool:
@@ -128,6 +131,8 @@ class PairedCase:
 
     def _grant(self, side: _Side, phase: str, now: float) -> tuple[_Side, str]:
         side.asks = None
+        if side.deadline is None:
+            side.deadline = now + side.opts.case_timeout_s
         self.holder, self.since = side, now
         self.log.append((side.name, phase))
         return side, GO
@@ -145,23 +150,31 @@ def run_paired_case(sides: list[_Side], case: specmod.Case, pairing: dict[str, A
         except (BrokenPipeError, OSError):
             s.worker.proc.join(5)
             state.finished(s, death_record(case, s.worker.spec, s.worker.proc.exitcode), clock())
-    deadline = clock() + max(s.opts.case_timeout_s for s in sides)
+    backstop = clock() + sum(s.opts.case_timeout_s for s in sides)
+
+    def time_out(s: _Side, why: str) -> None:
+        s.worker.kill()
+        rec = case_record(case, s.worker.spec)
+        rec.update(status="timeout", reason=why)
+        state.finished(s, rec, clock())
+
     while state.active():
         for side, reply in state.grants(clock()):
             try:
                 side.worker.conn.send((reply,))
             except (BrokenPipeError, OSError):
                 pass  # its death shows below
+        now = clock()
+        for s in state.active():
+            if now >= backstop:
+                time_out(s, "the pair ran past its sides' limits added together; worker killed")
+            elif s.deadline is not None and now >= s.deadline:
+                time_out(s, f"no result within {s.opts.case_timeout_s:g} s of its first turn; worker killed")
         live = state.active()
-        left = deadline - clock()
-        if left <= 0:
-            for s in live:
-                s.worker.kill()
-                rec = case_record(case, s.worker.spec)
-                rec.update(status="timeout", reason=f"no result within {s.opts.case_timeout_s:g} s; worker killed")
-                state.finished(s, rec, clock())
+        if not live:
             break
-        ready = wait([s.worker.conn for s in live], timeout=min(left, 0.25))
+        next_deadline = min([backstop] + [s.deadline for s in live if s.deadline is not None])
+        ready = wait([s.worker.conn for s in live], timeout=min(max(next_deadline - clock(), 0.0), 0.25))
         for s in live:
             if s.worker.conn in ready:
                 try:
@@ -199,14 +212,20 @@ def measure_paired(spec: BackendSpec, cases: list[specmod.Case], options: dict[s
             # both start together (their imports share the cores), before anything is timed
             started = {n: WorkerProcess(spec, options[n], env=WORKER_ENV) for n in names
                        if workers[n] is None and n not in why_not}
-            for n, w in started.items():
-                ok, reason = w.handshake(setup_timeout_s)
-                workers[n] = w if ok else None
-                if not ok:
+            try:
+                for n, w in started.items():
+                    ok, reason = w.handshake(setup_timeout_s)
+                    workers[n] = w if ok else None
+                    if not ok:
+                        w.kill()
+                        why_not[n] = reason
+            except BaseException:  # e.g. Ctrl-C during a handshake: none of them outlives us
+                for w in started.values():
                     w.kill()
-                    why_not[n] = reason
+                raise
             sides = [_Side(n, workers[n], options[n]) for n in names if workers[n] is not None]
-            state = run_paired_case(sides, case, {"pair": pair_id, "lead": lead, "env": WORKER_ENV})
+            state = (run_paired_case(sides, case, {"pair": pair_id, "lead": lead, "env": WORKER_ENV})
+                     if sides else PairedCase([]))
             for n in names:
                 side = next((s for s in state.sides if s.name == n), None)
                 if side is None:
@@ -215,7 +234,7 @@ def measure_paired(spec: BackendSpec, cases: list[specmod.Case], options: dict[s
                 else:
                     rec = side.record
                     if rec.get("status") in ("timeout", "crashed", "oom") or fresh_per_case:
-                        if rec.get("status") not in ("timeout", "crashed", "oom"):
+                        if side.worker.proc.is_alive():  # e.g. a MemoryError it caught: it still holds memory
                             side.worker.stop()
                         workers[n] = None  # a fresh worker takes the next case
                 out[n].append(rec)
