@@ -20,7 +20,8 @@ rounds each, every next round request is answered "stop". A side that is skipped
 fails or dies leaves the other to finish alone. Each side's deadline
 (``case_timeout_s``) runs from its first turn, since the sides' work is taken in
 turns: a side past it is recorded ``timeout`` and its worker killed, and the other
-goes on alone. A backstop of the sides' limits added together ends the case for all.
+goes on alone. A side that never got a turn is ended once the sides' limits added
+together have passed.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def run_paired_case(sides: list[_Side], case: specmod.Case, pairing: dict[str, A
         except (BrokenPipeError, OSError):
             s.worker.proc.join(5)
             state.finished(s, death_record(case, s.worker.spec, s.worker.proc.exitcode), clock())
-    backstop = clock() + sum(s.opts.case_timeout_s for s in sides)
+    backstop = clock() + sum(s.opts.case_timeout_s for s in sides)  # for a side that never got a turn
 
     def time_out(s: _Side, why: str) -> None:
         s.worker.kill()
@@ -166,8 +167,8 @@ def run_paired_case(sides: list[_Side], case: specmod.Case, pairing: dict[str, A
                 pass  # its death shows below
         now = clock()
         for s in state.active():
-            if now >= backstop:
-                time_out(s, "the pair ran past its sides' limits added together; worker killed")
+            if s.deadline is None and now >= backstop:
+                time_out(s, "no turn within the pair's limits added together; worker killed")
             elif s.deadline is not None and now >= s.deadline:
                 time_out(s, f"no result within {s.opts.case_timeout_s:g} s of its first turn; worker killed")
         live = state.active()
