@@ -42,6 +42,7 @@ dropout masks, so compare within one framework.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -175,6 +176,9 @@ def torch_recipe(name: str, ctx, p: Mapping[str, Any]) -> Recipe:
             notes={"optimizer": f"torch.optim.SGD{_kw(SGD)}"})
     if name in ("lstm_lm", "gru_lm"):
         cell = name.split("_")[0]
+        reason = torch_cpu_bf16_rnn_skip(ctx, cell)
+        if reason:
+            skip_case(reason)
         return Recipe(
             model=lambda: rnn.torch_rnn_lm(cell, p["vocab"], p["hidden"], p["layers"]),
             optimizer=lambda m: torch.optim.Adam(m.parameters(), **ADAM),
@@ -283,6 +287,34 @@ def torch_cpu_fp16_skip(ctx) -> str | None:
         return None
     return (f"fp16 matmuls/convolutions are emulated on this CPU (no AVX512-FP16/AMX-FP16; ~20x slower "
             f"than fp32); set {FORCE_CPU_FP16_ENV}=1 to run anyway")
+
+
+def torch_cpu_bf16_rnn_skip(ctx, cell: str) -> str | None:
+    """Why a bf16 LSTM/GRU is not run on this CPU (None = it runs).
+
+    Under CPU autocast torch hands a bf16 RNN to oneDNN, whose bf16 RNN needs
+    AVX-512 on some builds: on a 2-core AMD EPYC (Zen 3, AVX2 only) it raised "could
+    not create a primitive descriptor for the LSTM forward propagation primitive",
+    where a Zen 4 ran it. Which CPUs offer it is oneDNN's business, so a tiny RNN of
+    the same cell is tried once per process rather than guessed from CPU flags.
+    """
+    if getattr(ctx, "precision", None) != "bf16" or ctx.device.type != "cpu":  # ctx None: a recipe built bare
+        return None
+    err = _cpu_bf16_rnn_error(cell)
+    return None if err is None else f"oneDNN offers no bf16 {cell.upper()} on this CPU ({err})"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_bf16_rnn_error(cell: str) -> str | None:
+    import torch
+
+    layer = getattr(torch.nn, cell.upper())(8, 8, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            layer(torch.zeros(1, 2, 8))
+    except RuntimeError as e:
+        return str(e).split(". ")[0]
+    return None
 
 
 def torch_compile_mode(ctx) -> str | None:

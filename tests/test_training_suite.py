@@ -189,6 +189,10 @@ def test_conv_flops_match_torch_convention_for_valid_and_strided_convs():
 @pytest.mark.parametrize("name", NAMES)
 def test_every_smoke_case_measures(records, spec, name):
     rec = records[spec, name]
+    if spec == "torch:cpu:bf16" and name in ("lstm_lm", "gru_lm") and tr._cpu_bf16_rnn_error(name.split("_")[0]):
+        # this CPU's oneDNN has no bf16 RNN (e.g. Zen 3): skipped, saying so
+        assert rec["status"] == "skipped" and rec["reason"].startswith("oneDNN offers no bf16")
+        return
     assert rec["status"] == "ok", rec.get("reason")
     assert rec["time_s"]["median"] > 0
     assert rec["throughput_per_s"] > 0
@@ -256,3 +260,19 @@ def test_torch_compile_time_is_kept_apart():
     assert rec["status"] == "ok", rec.get("reason")
     assert rec["notes"]["torch_compile"].startswith("inductor (mode=default")
     assert rec["compile_s"] > 10 * rec["time_s"]["median"]  # compiling is not in the step time
+
+
+def test_a_bf16_rnn_that_onednn_does_not_offer_is_skipped_with_the_reason(monkeypatch, backends):
+    """The probe's answer decides (a fake here): the case is skipped saying why, and the
+    question is asked only of a bf16 RNN on the CPU."""
+    import torch
+
+    monkeypatch.setattr(tr, "_cpu_bf16_rnn_error", lambda cell: "could not create a primitive descriptor")
+    case = next(c for c in SMOKE if c.name == "gru_lm")
+    rec = measure_case(backends["torch:cpu:bf16"], case, OPTS)
+    assert rec["status"] == "skipped"
+    assert rec["reason"] == "oneDNN offers no bf16 GRU on this CPU (could not create a primitive descriptor)"
+    fp32 = SimpleNamespace(precision="fp32", device=torch.device("cpu"))
+    assert tr.torch_cpu_bf16_rnn_skip(fp32, "gru") is None
+    monkeypatch.setattr(tr, "_cpu_bf16_rnn_error", lambda cell: None)  # offered: it runs
+    assert tr.torch_cpu_bf16_rnn_skip(SimpleNamespace(precision="bf16", device=torch.device("cpu")), "gru") is None
