@@ -233,3 +233,13 @@ def test_io_binding_runner_gives_the_plain_outputs(mnist_export):
     assert first is bound.run()  # the binding: the same preallocated outputs each call
     backend.wait(first)
     np.testing.assert_array_equal(bound.outputs()[0], plain)
+
+
+def test_static_int8_reduces_the_weight_range_only_where_the_cpu_has_no_vnni():
+    from xpubench.backends.onnxruntime.quantize import needs_reduced_range
+
+    assert needs_reduced_range({"avx2": True, "avx512_vnni": False, "avx_vnni": False, "amx_int8": False})
+    assert not needs_reduced_range({"avx2": True, "avx512_vnni": True})  # e.g. Zen 4, Ice Lake
+    assert not needs_reduced_range({"avx2": True, "avx_vnni": True})  # e.g. Alder Lake
+    assert not needs_reduced_range({"amx_int8": True, "avx512_vnni": True})  # Sapphire Rapids
+    assert needs_reduced_range({"avx512_vnni": None})  # flags unknown: the safe side
