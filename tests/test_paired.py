@@ -249,13 +249,45 @@ def test_a_pair_member_that_dies_or_hangs_is_recorded_and_fresh_workers_take_the
     from xpubench.spec import registry as specmod
 
     use_suite_module(monkeypatch, "tests.fault_suite")
-    order = ["aborts", "hang", "good_a"]
+    order = ["aborts", "hang", "hog", "good_a"]
     cases = sorted(specmod.select(["faults"], order, "smoke"), key=lambda c: order.index(c.name))
-    opts = {"size": "smoke", "time_budget_s": 0.05, "telemetry": False, "accuracy": False, "case_timeout_s": 6}
+    opts = {"size": "smoke", "time_budget_s": 0.05, "telemetry": False, "accuracy": False, "case_timeout_s": 6,
+            "memory_limit_bytes": 1 << 30}  # the hog asks for 8 GiB: a MemoryError the worker survives
     got = measure_paired(BackendSpec.parse("torch:cpu:fp32"), cases, paired_options(opts, opts), "base", "f-1")
     for side in ("base", "new"):
-        aborted, hung, good = got[side]
+        aborted, hung, hog, good = got[side]
+        assert hog["status"] == "oom" and "MemoryError" in hog["reason"]
         assert aborted["status"] == "crashed" and "SIGABRT" in aborted["reason"]
         assert hung["status"] == "timeout" and "6 s" in hung["reason"]
         assert good["status"] == "ok" and good["time_s"]["stop_reason"] == "turns"
         assert good["paired"]["pair"] == "f-1" and good["paired"]["side"] == side
+
+
+def test_a_side_that_never_gets_a_turn_is_ended_once_the_limits_added_together_pass():
+    """Neither worker ever asks for a turn (stuck before its first ask), so neither has a
+    deadline of its own: the backstop, the sides' limits added together, ends both."""
+    import multiprocessing as mp
+
+    from xpubench.backends.base import BackendSpec
+    from xpubench.run.paired import run_paired_case
+    from xpubench.spec import registry as specmod
+
+    class StuckWorker:
+        spec = BackendSpec.parse("torch:cpu:fp32")
+
+        def __init__(self):
+            self.conn, self.child = mp.Pipe()  # the child end never answers
+            self.proc = type("Proc", (), {"is_alive": lambda self: True, "join": lambda self, t=None: None})()
+            self.killed = False
+
+        def kill(self):
+            self.killed = True
+
+    opts = RunOptions(size="smoke", telemetry=False, case_timeout_s=2)
+    stuck = [_Side("new", StuckWorker(), opts), _Side("base", StuckWorker(), opts)]
+    ticks = iter(range(10_000))
+    case = specmod.select(["normalization"], ["layernorm"], "smoke")[0]
+    state = run_paired_case(stuck, case, {"pair": "b-0", "lead": "new"}, clock=lambda: float(next(ticks)))
+    for s in state.sides:
+        assert s.worker.killed and s.record["status"] == "timeout"
+        assert s.record["reason"] == "no turn within the pair's limits added together; worker killed"
