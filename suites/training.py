@@ -292,10 +292,10 @@ def torch_cpu_fp16_skip(ctx) -> str | None:
 def torch_cpu_bf16_rnn_skip(ctx, cell: str) -> str | None:
     """Why a bf16 LSTM/GRU is not run on this CPU (None = it runs).
 
-    Under CPU autocast torch hands a bf16 RNN to oneDNN, whose bf16 RNN needs
-    AVX-512 on some builds: on a 2-core AMD EPYC (Zen 3, AVX2 only) it raised "could
-    not create a primitive descriptor for the LSTM forward propagation primitive",
-    where a Zen 4 ran it. Which CPUs offer it is oneDNN's business, so a tiny RNN of
+    Under CPU autocast torch hands a bf16 RNN to oneDNN, which does not offer it on
+    every CPU: on a 2-core AMD EPYC (Zen 3, AVX2, no AVX-512) it raised "could not
+    create a primitive descriptor for the LSTM forward propagation primitive", where an
+    earlier test VM ran it. Which CPUs offer it is oneDNN's business, so a tiny RNN of
     the same cell is tried once per process rather than guessed from CPU flags.
     """
     if getattr(ctx, "precision", None) != "bf16" or ctx.device.type != "cpu":  # ctx None: a recipe built bare

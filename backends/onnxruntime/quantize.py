@@ -56,9 +56,8 @@ def needs_reduced_range(flags: Mapping[str, bool | None] | None = None) -> bool:
     """7-bit weights where the CPU has no VNNI: onnxruntime's uint8 x int8 kernels there
     multiply-add pairs into int16 and can saturate (its quantization docs advise
     ``reduce_range``). Seen on a 2-core AMD EPYC Zen 3 (AVX2, no VNNI): the static int8
-    model's error against torch fp32 was 0.066 (the tests allow 0.05) and within
-    bounds with it. Unknown flags (no
-    /proc/cpuinfo) count as no VNNI: the safe side."""
+    model's error against torch fp32 was 0.066 where the tests allow 0.05, and within
+    that with it. Unknown flags (no /proc/cpuinfo) count as no VNNI: the safe side."""
     if flags is None:
         from xpubench.hardware.cpu import cpu_info
 
