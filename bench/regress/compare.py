@@ -190,6 +190,7 @@ def _judge_level(base: Measurement, new: Measurement, level: str, sigma: float |
         verdict = INSIGNIFICANT
     else:
         verdict = UNCHANGED
+    note = "; ".join(x for x in (note, t.note) if x)
     return Decision(verdict, t.ratio, t.p_value, significant, level, note, t.ci95)
 
 

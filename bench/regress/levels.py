@@ -8,7 +8,8 @@ process do, so a verdict is only as good as its model of what a rerun shows:
   (:func:`xpubench.measure.processes.compare_processes`).
 - ``paired-processes``: both sides measured in the same >= 2 pairs of processes whose
   rounds took turns (the confirmation, xpubench.run.paired): the t test of the pairs'
-  log ratios (:func:`xpubench.measure.processes.compare_paired`).
+  log ratios, leaving out pairs at a level of their own, which the verdict's note counts
+  (:func:`xpubench.measure.processes.compare_paired`).
 - ``processes-vs-one``: one side has >= 2 processes, the other one: the one process's
   median against the prediction interval of the repeated side (t, K - 1 dof).
 - ``noise-model``: one process per side, and a between-process spread ``sigma`` of
@@ -162,6 +163,7 @@ class LevelTest:
     ci95: tuple[float, float]
     p_value: float
     detectable: float | None  # smallest change detectable with 95% power at alpha (fraction), None if unknown
+    note: str = ""  # what the test left out, in words
 
 
 def detectable_change(se_log: float, alpha: float, dof: float | None = None) -> float:
@@ -196,9 +198,12 @@ def level_test(base: Measurement, new: Measurement, level: str, sigma: float | N
                confidence: float = 0.95) -> LevelTest:
     """The test of ``level`` (not ``one-process``: that one is the within-process rank test)."""
     if level == PAIRED:
-        t = compare_paired(process_pairs(base, new), confidence)
+        pairs = process_pairs(base, new)
+        t = compare_paired(pairs, confidence)
+        note = (f"{t.left_out} of {len(pairs)} pairs left out, each at a level of its own "
+                f"(its ratio > {t.far_off:.2g}x off the pairs' median)") if t.left_out else ""
         return LevelTest(level, t.ratio, t.ci95, t.p_value,
-                         detectable_change(t.se_log * spread_upper_factor(t.dof), alpha, t.dof))
+                         detectable_change(t.se_log * spread_upper_factor(t.dof), alpha, t.dof), note)
     if level == PROCESSES:
         t = compare_processes(process_medians(base), process_medians(new), confidence)
         return LevelTest(level, t.ratio, t.ci95, t.p_value,
