@@ -136,3 +136,12 @@ def test_a_significant_change_the_confident_rule_rejects_says_why_not_unresolved
     d = C.judge(base, new, threshold=0.10, rule=C.CONFIDENT)
     assert d.verdict == C.INSIGNIFICANT and "not confident" in d.note and d.ratio == pytest.approx(1.12)
     assert C.judge(base, new, threshold=0.10).verdict == C.REGRESSION  # the significant rule flags it
+
+
+def test_a_limit_near_the_threshold_is_said_with_a_decimal(monkeypatch):
+    """"cannot resolve < 5%" against a 5% threshold would read as a contradiction."""
+    monkeypatch.setattr(L, "level_test", lambda *a, **k: L.LevelTest(L.PROCESSES, 1.01, (0.95, 1.07), 0.6, 0.054))
+    d = C.judge(rec([1.0, 1.01, 0.99]), rec([1.0, 1.02, 1.0]))
+    assert d.verdict == C.UNRESOLVED and "cannot resolve < 5.4% here" in d.note
+    monkeypatch.setattr(L, "level_test", lambda *a, **k: L.LevelTest(L.PROCESSES, 1.01, (0.8, 1.3), 0.6, 0.466))
+    assert "cannot resolve < 47% here" in C.judge(rec([1.0, 1.01, 0.99]), rec([1.0, 1.02, 1.0])).note

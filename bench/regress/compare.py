@@ -184,7 +184,10 @@ def _judge_level(base: Measurement, new: Measurement, level: str, sigma: float |
         note = not_confident_note(t.ratio, t.ci95, threshold)
     elif t.detectable is not None and t.detectable > threshold:
         verdict = UNRESOLVED
-        limit_text = f"{t.detectable:.0%}" if t.detectable < 10 else "1000%"  # past 10x: no figure worth reading
+        # one decimal near the threshold ("< 5%" against a 5% threshold reads as a contradiction);
+        # past 10x no figure is worth reading
+        limit_text = (f"{t.detectable:.1%}" if t.detectable < 0.1 else f"{t.detectable:.0%}" if t.detectable < 10
+                      else "1000%")
         note = f"cannot resolve < {limit_text} here ({level})"
     elif abs(math.log(t.ratio)) > limit:
         verdict = INSIGNIFICANT
