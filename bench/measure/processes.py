@@ -113,8 +113,8 @@ def compare_processes(base: Sequence[float], new: Sequence[float], confidence: f
 
 
 # Below this many pairs the paired test trims nothing: a 20% trim of 5 pairs leaves 2 degrees
-# of freedom, too few to decide at the confirmation's alpha per look; an outlying pair only
-# widens the plain t's interval (one pair far off among 5 gives |t| near 1, no alarm).
+# of freedom, too few to decide at the confirmation's alpha per look (a pair far off is left
+# out before, by far_off_pairs).
 PAIRED_TRIM_FROM = 10
 # A pair at a level of its own. On a 2-core VM one process of a pair now and then runs 2-5x
 # slower, or 2x faster, for its whole life: in one confirmation of JAX LayerNorm forward, 6 of
